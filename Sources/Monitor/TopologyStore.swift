@@ -1,0 +1,112 @@
+public import Topology
+
+/// The controller's current view: the latest observation per server, lag history per replica, and
+/// the derived topology. Pollers write into it; the API, the CLI and (later) the proxy read snapshots.
+public actor TopologyStore {
+    public let cluster: String
+    public let servers: [ServerIdentity]
+    private let lagWindowLength: Duration
+    private let metrics: MonitorMetrics?
+    private var observations: [String: Observation] = [:]
+    private var lastSeen: [String: Int64] = [:]
+    private var lagWindows: [String: LagWindow] = [:]
+    private var derived: DerivedTopology
+    private var epoch: UInt64 = 1
+    private var lastHeartbeat: HeartbeatStatus = HeartbeatStatus()
+
+    /// What the heartbeat writer did last.
+    public struct HeartbeatStatus: Hashable, Sendable {
+        public var lastWrittenMicros: Int64?
+        public var lastSequence: UInt64?
+        public var lastError: String?
+        public var server: String?
+    }
+
+    public init(cluster: String, servers: [ServerIdentity], lagWindow: Duration, metrics: MonitorMetrics? = nil) {
+        self.cluster = cluster
+        self.servers = servers
+        self.lagWindowLength = lagWindow
+        self.metrics = metrics
+        self.derived = TopologyDerivation.derive(servers: servers, observations: [:])
+    }
+
+    /// Records one probe result and re-derives the topology.
+    public func record(_ observation: Observation) {
+        let name = observation.server.name
+        observations[name] = observation
+        metrics?.record(observation)
+        if let state = observation.state {
+            lastSeen[name] = observation.observedAtMicros
+            if let heartbeat = state.heartbeat, !state.replication.isEmpty {
+                let lagMillis = max(0, observation.observedAtMicros - heartbeat.writtenAtMicros) / 1000
+                lagWindows[name, default: LagWindow(window: lagWindowLength)]
+                    .append(LagWindow.Sample(atMicros: observation.observedAtMicros, lagMillis: lagMillis))
+            }
+        }
+        derived = TopologyDerivation.derive(servers: servers, observations: observations, previousPrimary: derived.primary)
+        if let metrics {
+            for server in servers {
+                metrics.record(server: server, role: derived.roles[server.name] ?? .unreachable, lag: lagReport(server.name))
+            }
+        }
+    }
+
+    public func heartbeatWritten(_ row: HeartbeatRow, on server: ServerIdentity) {
+        lastHeartbeat = HeartbeatStatus(
+            lastWrittenMicros: row.writtenAtMicros, lastSequence: row.sequence, lastError: nil, server: server.name)
+        metrics?.heartbeatWritten(success: true)
+    }
+
+    public func heartbeatFailed(_ error: String, on server: ServerIdentity?) {
+        lastHeartbeat.lastError = error
+        lastHeartbeat.server = server?.name
+        metrics?.heartbeatWritten(success: false)
+    }
+
+    public var heartbeat: HeartbeatStatus { lastHeartbeat }
+
+    /// The primary, if one is known and its last probe succeeded.
+    public var reachablePrimary: ServerIdentity? {
+        guard let name = derived.primary, observations[name]?.state != nil else { return nil }
+        return servers.first { $0.name == name }
+    }
+
+    private func lagReport(_ name: String) -> LagReport? {
+        guard let observation = observations[name], let state = observation.state, let status = state.replication.first
+        else {
+            guard let window = lagWindows[name] else { return nil }
+            return LagReport(
+                heartbeatLagMillis: nil, transactionsBehind: nil, secondsBehindMaster: nil,
+                window: window.statistics, recentMillis: window.recent(40).map(\.lagMillis))
+        }
+        let window = lagWindows[name]
+        var heartbeatLag: Int64?
+        if let heartbeat = state.heartbeat {
+            heartbeatLag = max(0, observation.observedAtMicros - heartbeat.writtenAtMicros) / 1000
+        }
+        var behind: UInt64?
+        if let primary = derived.primary, primary != name, let primaryState = observations[primary]?.state {
+            behind = state.gtidCurrentPos.transactionsBehind(primaryState.gtidBinlogPos)
+        }
+        return LagReport(
+            heartbeatLagMillis: heartbeatLag, transactionsBehind: behind,
+            secondsBehindMaster: status.secondsBehindMaster, window: window?.statistics,
+            recentMillis: window?.recent(40).map(\.lagMillis) ?? [])
+    }
+
+    /// The current view as one value.
+    public func snapshot(nowMicros: Int64) -> ClusterSnapshot {
+        let views = servers.map { server in
+            ServerSnapshot(
+                identity: server,
+                role: derived.roles[server.name] ?? .unreachable,
+                source: derived.sources[server.name],
+                observation: observations[server.name],
+                lastSeenMicros: lastSeen[server.name],
+                lag: lagReport(server.name))
+        }
+        return ClusterSnapshot(
+            cluster: cluster, epoch: epoch, primary: derived.primary, servers: views, anomalies: derived.anomalies,
+            generatedAtMicros: nowMicros)
+    }
+}
