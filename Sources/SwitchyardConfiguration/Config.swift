@@ -1,0 +1,104 @@
+/// Switchyard's configuration, version 1. Read with `Config.load(path:)`; every field has a default
+/// except the server list and credentials. See `config/switchyard.example.yaml` for every key.
+public struct Config: Hashable, Sendable {
+    public static let currentVersion = 1
+
+    public var version: Int = Config.currentVersion
+    public var cluster = Cluster()
+    public var servers: [Server] = []
+    public var credentials = Credentials()
+    public var tls = BackendTLS()
+    public var monitor = Monitor()
+    public var heartbeat = Heartbeat()
+    public var lag = Lag()
+    public var admin = Admin()
+
+    public init() {}
+
+    public struct Cluster: Hashable, Sendable {
+        public var name = "default"
+    }
+
+    public struct Server: Hashable, Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public init(name: String, host: String, port: Int = 3306) {
+            self.name = name
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// A user and where its password comes from (never inline).
+    public struct Credential: Hashable, Sendable {
+        public var user: String
+        public var password: Secret
+        public init(user: String, password: Secret) {
+            self.user = user
+            self.password = password
+        }
+    }
+
+    public struct Credentials: Hashable, Sendable {
+        /// The controller's monitoring account.
+        public var monitor: Credential?
+        /// The heartbeat writer's account (no READ_ONLY ADMIN, so it can never write on a replica).
+        public var heartbeat: Credential?
+        /// The replication account (for repointing replicas).
+        public var replication: Credential?
+    }
+
+    public enum TLSMode: String, Hashable, Sendable, CaseIterable {
+        case disabled, required
+        case verifyCA = "verify_ca"
+        case verifyIdentity = "verify_identity"
+    }
+
+    /// TLS from the controller to the servers.
+    public struct BackendTLS: Hashable, Sendable {
+        public var mode: TLSMode = .verifyIdentity
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+    }
+
+    public struct Monitor: Hashable, Sendable {
+        public var probeInterval: Duration = .milliseconds(500)
+        /// Deadline of one probe; a server that does not answer in time is unreachable.
+        public var probeTimeout: Duration = .milliseconds(400)
+        public var connectTimeout: Duration = .seconds(2)
+        public var readTimeout: Duration = .seconds(2)
+    }
+
+    public struct Heartbeat: Hashable, Sendable {
+        public var enabled = true
+        public var interval: Duration = .milliseconds(250)
+        public var schema = "switchyard"
+        public var table = "heartbeat"
+    }
+
+    public struct Lag: Hashable, Sendable {
+        public var historyWindow: Duration = .seconds(600)
+    }
+
+    public struct Admin: Hashable, Sendable {
+        public var host = "127.0.0.1"
+        public var port = 6080
+        /// Bearer token for everything but /healthz; required when listening beyond loopback.
+        public var token: Secret?
+    }
+}
+
+/// Where a secret comes from.
+public enum Secret: Hashable, Sendable, CustomStringConvertible {
+    case environment(String)
+    case file(String)
+
+    public var description: String {
+        switch self {
+        case .environment(let name): "environment variable \(name)"
+        case .file(let path): "file \(path)"
+        }
+    }
+}
