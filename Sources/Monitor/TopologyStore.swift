@@ -13,6 +13,10 @@ public actor TopologyStore {
     private var derived: DerivedTopology
     private var epoch: UInt64 = 1
     private var lastHeartbeat: HeartbeatStatus = HeartbeatStatus()
+    /// Heartbeat rows written, oldest first (bounded).
+    private var writtenHeartbeats: [HeartbeatRow] = []
+    private let heartbeatStaleAfterMicros: Int64
+    private static let heartbeatHistoryLimit = 8192
 
     /// What the heartbeat writer did last.
     public struct HeartbeatStatus: Hashable, Sendable {
@@ -22,7 +26,13 @@ public actor TopologyStore {
         public var server: String?
     }
 
-    public init(cluster: String, servers: [ServerIdentity], lagWindow: Duration, metrics: MonitorMetrics? = nil) {
+    /// - Parameter heartbeatInterval: the writer's cadence; it counts as stopped after 4 missed rows.
+    public init(
+        cluster: String, servers: [ServerIdentity], lagWindow: Duration, heartbeatInterval: Duration = .milliseconds(250),
+        metrics: MonitorMetrics? = nil
+    ) {
+        let interval = heartbeatInterval.components
+        self.heartbeatStaleAfterMicros = 4 * (interval.seconds * 1_000_000 + interval.attoseconds / 1_000_000_000_000)
         self.cluster = cluster
         self.servers = servers
         self.lagWindowLength = lagWindow
@@ -37,8 +47,7 @@ public actor TopologyStore {
         metrics?.record(observation)
         if let state = observation.state {
             lastSeen[name] = observation.observedAtMicros
-            if let heartbeat = state.heartbeat, !state.replication.isEmpty {
-                let lagMillis = max(0, observation.observedAtMicros - heartbeat.writtenAtMicros) / 1000
+            if let lagMillis = heartbeatLag(observation) {
                 lagWindows[name, default: LagWindow(window: lagWindowLength)]
                     .append(LagWindow.Sample(atMicros: observation.observedAtMicros, lagMillis: lagMillis))
             }
@@ -52,6 +61,11 @@ public actor TopologyStore {
     }
 
     public func heartbeatWritten(_ row: HeartbeatRow, on server: ServerIdentity) {
+        if let last = writtenHeartbeats.last, last.sequence >= row.sequence { writtenHeartbeats.removeAll() }
+        writtenHeartbeats.append(row)
+        if writtenHeartbeats.count > Self.heartbeatHistoryLimit * 2 {
+            writtenHeartbeats.removeFirst(writtenHeartbeats.count - Self.heartbeatHistoryLimit)
+        }
         lastHeartbeat = HeartbeatStatus(
             lastWrittenMicros: row.writtenAtMicros, lastSequence: row.sequence, lastError: nil, server: server.name)
         metrics?.heartbeatWritten(success: true)
@@ -80,10 +94,7 @@ public actor TopologyStore {
                 window: window.statistics, recentMillis: window.recent(40).map(\.lagMillis))
         }
         let window = lagWindows[name]
-        var heartbeatLag: Int64?
-        if let heartbeat = state.heartbeat {
-            heartbeatLag = max(0, observation.observedAtMicros - heartbeat.writtenAtMicros) / 1000
-        }
+        let heartbeatLag = heartbeatLag(observation)
         var behind: UInt64?
         if let primary = derived.primary, primary != name, let primaryState = observations[primary]?.state {
             behind = state.gtidCurrentPos.transactionsBehind(primaryState.gtidBinlogPos)
@@ -92,6 +103,17 @@ public actor TopologyStore {
             heartbeatLagMillis: heartbeatLag, transactionsBehind: behind,
             secondsBehindMaster: status.secondsBehindMaster, window: window?.statistics,
             recentMillis: window?.recent(40).map(\.lagMillis) ?? [])
+    }
+
+    /// Heartbeat lag of a replica's observation; nil for non-replicas and before a heartbeat arrived.
+    private func heartbeatLag(_ observation: Observation) -> Int64? {
+        // Until this controller has written a row, the applied row says nothing about the present.
+        guard let state = observation.state, !state.replication.isEmpty, let applied = state.heartbeat,
+            !writtenHeartbeats.isEmpty
+        else { return nil }
+        return HeartbeatLag.millis(
+            applied: applied, observedAtMicros: observation.observedAtMicros, written: writtenHeartbeats,
+            staleAfterMicros: heartbeatStaleAfterMicros)
     }
 
     /// The current view as one value.

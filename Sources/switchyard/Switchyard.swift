@@ -22,7 +22,7 @@ struct Switchyard: AsyncParsableCommand {
         commandName: "switchyard",
         abstract: "Replication manager and write router for MariaDB/MySQL.",
         subcommands: [
-            SandboxCommand.self, ConfigCommand.self,
+            RunCommand.self, StatusCommand.self, LagCommand.self, SandboxCommand.self, ConfigCommand.self,
         ]
     )
 }

@@ -1,0 +1,112 @@
+public import AdminHTTP
+public import Logging
+import MariaDBClient
+public import Monitor
+public import Prometheus
+public import ServiceLifecycle
+import UnixSignals
+public import SwitchyardConfiguration
+public import Topology
+
+/// The composition root: turns a config into the controller's objects and runs them as one
+/// `ServiceGroup`. The only place that decides log levels and owns the metrics registry.
+public struct Controller: Sendable {
+    public let config: Config
+    public let store: TopologyStore
+    public let registry: PrometheusCollectorRegistry
+    public let monitor: MonitorService
+    public let logger: Logger
+    private let adminToken: String?
+
+    public struct StartupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Builds the controller; secrets are read here, and a missing one is a startup error naming it.
+    public init(config: Config, logger: Logger, resolver: SecretResolver = SecretResolver()) throws(StartupError) {
+        self.config = config
+        self.logger = logger
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let metrics = MonitorMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let servers = config.servers.map { ServerIdentity(name: $0.name, host: $0.host, port: $0.port) }
+        let store = TopologyStore(
+            cluster: config.cluster.name, servers: servers, lagWindow: config.lag.historyWindow,
+            heartbeatInterval: config.heartbeat.interval, metrics: metrics)
+        self.store = store
+
+        func secret(_ secret: Secret, _ what: String) throws(StartupError) -> String {
+            do { return try resolver.resolve(secret) } catch {
+                throw StartupError(description: "\(what): \(error.description)")
+            }
+        }
+        guard let monitorCredential = config.credentials.monitor else {
+            throw StartupError(description: "credentials.monitor is missing")
+        }
+        let monitorPassword = try secret(monitorCredential.password, "credentials.monitor")
+        let tls = TLSOptions(
+            mode: TLSMode(rawValue: config.tls.mode.rawValue) ?? .verifyIdentity, caFile: config.tls.caFile,
+            certificateFile: config.tls.certFile, keyFile: config.tls.keyFile)
+        let monitorSettings = config.monitor
+        @Sendable func options(_ server: ServerIdentity, user: String, password: String) -> ConnectionOptions {
+            ConnectionOptions(
+                host: server.host, port: server.port, user: user, password: password, tls: tls,
+                connectTimeout: monitorSettings.connectTimeout, readTimeout: monitorSettings.readTimeout,
+                writeTimeout: monitorSettings.readTimeout)
+        }
+        let heartbeatTable =
+            config.heartbeat.enabled ? "`\(config.heartbeat.schema)`.`\(config.heartbeat.table)`" : nil
+        let pollers = servers.map { server in
+            ServerPoller(
+                probe: MariaDBInstanceProbe(
+                    server: server,
+                    options: options(server, user: monitorCredential.user, password: monitorPassword),
+                    heartbeatTable: heartbeatTable),
+                store: store, interval: monitorSettings.probeInterval, timeout: monitorSettings.probeTimeout,
+                logger: logger)
+        }
+        var heartbeat: HeartbeatLoop?
+        if config.heartbeat.enabled, let credential = config.credentials.heartbeat {
+            let password = try secret(credential.password, "credentials.heartbeat")
+            let writer = MariaDBHeartbeatWriter(schema: config.heartbeat.schema, table: config.heartbeat.table) {
+                server in options(server, user: credential.user, password: password)
+            }
+            heartbeat = HeartbeatLoop(
+                writer: writer, store: store, interval: config.heartbeat.interval,
+                timeout: min(config.heartbeat.interval * 4, monitorSettings.readTimeout), logger: logger)
+        }
+        self.monitor = MonitorService(store: store, pollers: pollers, heartbeat: heartbeat, logger: logger)
+        self.adminToken = try config.admin.token.map { token throws(StartupError) in try secret(token, "admin token") }
+    }
+
+    /// The current snapshot.
+    public func snapshot() async -> ClusterSnapshot {
+        await store.snapshot(nowMicros: WallClock.system.nowMicros())
+    }
+
+    /// Runs the monitor and the admin API until SIGINT/SIGTERM (or until the task is cancelled).
+    public func run(onAdminRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let store = self.store
+        let admin: any Service
+        do {
+            admin = try AdminServer.make(
+                settings: AdminServer.Settings(
+                    host: config.admin.host, port: config.admin.port, token: adminToken,
+                    lagWindow: config.lag.historyWindow),
+                registry: registry,
+                snapshot: { await store.snapshot(nowMicros: WallClock.system.nowMicros()) },
+                logger: logger,
+                onRunning: onAdminRunning)
+        } catch {
+            throw StartupError(description: "\(error)")
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: monitor), .init(service: admin),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}

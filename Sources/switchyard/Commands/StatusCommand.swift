@@ -1,0 +1,84 @@
+import AdminHTTP
+import ArgumentParser
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the cluster's topology as the controller sees it.")
+
+    @OptionGroup var client: ClientOptions
+    @Flag(help: "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}]}.")
+    var json = false
+
+    /// The stable `status --json` shape.
+    struct Document: Encodable {
+        struct Server: Encodable {
+            var name: String
+            var address: String
+            var role: String
+            var readOnly: Bool?
+            var gtidCurrentPos: String?
+            var source: String?
+            var ioRunning: String?
+            var sqlRunning: String?
+            var lastError: String?
+
+            enum CodingKeys: String, CodingKey {
+                case name, address, role, source
+                case readOnly = "read_only"
+                case gtidCurrentPos = "gtid_current_pos"
+                case ioRunning = "io_running"
+                case sqlRunning = "sql_running"
+                case lastError = "last_error"
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(name, forKey: .name)
+                try container.encode(address, forKey: .address)
+                try container.encode(role, forKey: .role)
+                try container.encode(readOnly, forKey: .readOnly)
+                try container.encode(gtidCurrentPos, forKey: .gtidCurrentPos)
+                try container.encode(source, forKey: .source)
+                try container.encode(ioRunning, forKey: .ioRunning)
+                try container.encode(sqlRunning, forKey: .sqlRunning)
+                try container.encode(lastError, forKey: .lastError)
+            }
+        }
+        var servers: [Server]
+    }
+
+    func run() async throws {
+        let status = try await client.client().get("/v1/status", as: StatusDocument.self)
+        if json {
+            try JSONOutput.print(
+                Document(
+                    servers: status.servers.map {
+                        Document.Server(
+                            name: $0.name, address: $0.address, role: $0.role, readOnly: $0.readOnly,
+                            gtidCurrentPos: $0.gtidCurrentPos, source: $0.source, ioRunning: $0.ioRunning,
+                            sqlRunning: $0.sqlRunning, lastError: $0.lastError)
+                    }))
+            return
+        }
+        print("Cluster \(status.cluster), primary \(status.primary ?? "none"), epoch \(status.epoch)")
+        let rows = status.servers.map { server in
+            [
+                server.name, server.address, server.role,
+                server.readOnly.map { $0 ? "ON" : "OFF" } ?? "-",
+                server.gtidCurrentPos.map { $0.isEmpty ? "(empty)" : $0 } ?? "-",
+                server.source ?? "-", server.ioRunning ?? "-", server.sqlRunning ?? "-",
+                server.lastError ?? "",
+            ]
+        }
+        print(
+            Table.render(
+                header: ["NAME", "ADDRESS", "ROLE", "READ_ONLY", "GTID", "SOURCE", "IO", "SQL", "LAST ERROR"],
+                rows: rows))
+        if status.anomalies.isEmpty {
+            print("No anomalies.")
+        } else {
+            print("Anomalies:")
+            for finding in status.anomalies { print("  [\(finding.code)] \(finding.message)") }
+        }
+    }
+}
