@@ -241,7 +241,13 @@ public struct Sandbox: Sendable {
         return !log.contains("[ERROR] Aborting")
     }
 
-    /// Runs SQL as root over the instance's unix socket.
+    /// Runs SQL as root over the instance's unix socket (through the `mariadb` client); returns its
+    /// tab-separated output without column names.
+    @discardableResult
+    public func rootSQL(_ instance: SandboxManifest.Instance, _ statements: String) throws -> String {
+        try sql(instance, statements, tools: try Tools.find())
+    }
+
     @discardableResult
     func sql(_ instance: SandboxManifest.Instance, _ statements: String, tools: Tools) throws -> String {
         try Shell.run(
