@@ -36,7 +36,7 @@ public struct Sandbox: Sendable {
 
         static func find() throws -> Tools {
             func need(_ names: [String], package: String) throws -> String {
-                for name in names { if let path = Shell.find(name) { return path } }
+                for name in names { if let path = ChildProcess.find(name) { return path } }
                 throw SandboxError(
                     "\(names[0]) was not found: install the Debian package \(package) (apt-get install -y \(package))")
             }
@@ -141,15 +141,15 @@ public struct Sandbox: Sendable {
         let csr = directory + "/server.csr"
         let certificate = directory + "/server.pem"
         let extensions = directory + "/server.ext"
-        try Shell.run(
+        try ChildProcess.run(
             openssl,
             ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=Switchyard sandbox CA",
              "-keyout", caKey, "-out", ca])
-        try Shell.run(
+        try ChildProcess.run(
             openssl, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr])
         try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:127.0.0.1\n"
             .write(toFile: extensions, atomically: true, encoding: .utf8)
-        try Shell.run(
+        try ChildProcess.run(
             openssl,
             ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825", "-out",
              certificate, "-extfile", extensions])
@@ -203,7 +203,7 @@ public struct Sandbox: Sendable {
                 "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve",
             ]
             if geteuid() == 0 { arguments.insert("--user=root", at: 1) }
-            do { try Shell.run(tools.installDB, arguments) } catch {
+            do { try ChildProcess.run(tools.installDB, arguments) } catch {
                 failures.append("\(instance.name): \(error)")
             }
         }
@@ -216,7 +216,7 @@ public struct Sandbox: Sendable {
         let pidFile = base + "/mariadbd.pid"
         try? FileManager.default.removeItem(atPath: pidFile)
         let command = "setsid '\(tools.server)' --defaults-file='\(instance.defaultsFile)' </dev/null >>'\(base)/stdout.log' 2>&1 &"
-        try Shell.run("/bin/sh", ["-c", command])
+        try ChildProcess.run("/bin/sh", ["-c", command])
         let deadline = Date().addingTimeInterval(60)
         var pid: Int32 = 0
         while Date() < deadline {
@@ -250,7 +250,7 @@ public struct Sandbox: Sendable {
 
     @discardableResult
     func sql(_ instance: SandboxManifest.Instance, _ statements: String, tools: Tools) throws -> String {
-        try Shell.run(
+        try ChildProcess.run(
             tools.client,
             ["--no-defaults", "--socket=\(instance.socket)", "--user=root", "--batch", "--skip-column-names",
              "--connect-timeout=2", "--execute=\(statements)"])

@@ -22,7 +22,7 @@ public struct SecretResolver: Sendable {
         case .file(let path):
             do {
                 var text = try String(contentsOfFile: path, encoding: .utf8)
-                while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+                while text.hasSuffix("\n") || text.hasSuffix("\r") || text.hasSuffix("\r\n") { text.removeLast() }
                 return text
             } catch {
                 throw Failure(secret: secret, reason: error.localizedDescription)

@@ -30,6 +30,10 @@ public struct MariaDBGTIDList: Hashable, Sendable, CustomStringConvertible {
     public struct ParseError: Error, Hashable, CustomStringConvertible {
         public var text: String
         public var element: String
+        public init(text: String, element: String) {
+            self.text = text
+            self.element = element
+        }
         public var description: String { "invalid GTID '\(element)' in '\(text)' (expected domain-server-sequence)" }
     }
 

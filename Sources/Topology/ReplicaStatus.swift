@@ -73,6 +73,10 @@ public struct ReplicaStatus: Hashable, Sendable {
     public struct RowError: Error, Hashable, CustomStringConvertible {
         public var column: String
         public var value: String?
+        public init(column: String, value: String?) {
+            self.column = column
+            self.value = value
+        }
         public var description: String {
             "SHOW SLAVE STATUS column \(column) has an unexpected value \(value.map { "'\($0)'" } ?? "NULL")"
         }

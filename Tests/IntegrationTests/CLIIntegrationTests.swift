@@ -18,29 +18,9 @@ func switchyardBinary() throws -> String {
     return path
 }
 
-struct CommandResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
 /// Runs the CLI to completion.
-func runCLI(_ arguments: [String]) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try switchyardBinary())
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(
-        status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-        stderr: String(decoding: stderr, as: UTF8.self))
+func runCLI(_ arguments: [String]) throws -> ChildProcess.Result {
+    try ChildProcess.capture(try switchyardBinary(), arguments)
 }
 
 extension IntegrationTests {
@@ -49,14 +29,14 @@ extension IntegrationTests {
         try await ClusterFixture.with { cluster in
             let config = cluster.manifest.config
             let log = cluster.manifest.directory + "/run.log"
-            FileManager.default.createFile(atPath: log, contents: nil)
-            let daemon = Process()
-            daemon.executableURL = URL(fileURLWithPath: try switchyardBinary())
-            daemon.arguments = ["run", "--config", config]
-            daemon.standardOutput = FileHandle(forWritingAtPath: log)
-            daemon.standardError = FileHandle(forWritingAtPath: log)
-            try daemon.run()
-            defer { if daemon.isRunning { daemon.terminate() } }
+            let daemon = try ChildProcess.launch(try switchyardBinary(), ["run", "--config", config], logFile: log)
+            var exitStatus: Int32?
+            defer {
+                if exitStatus == nil {
+                    kill(daemon, SIGKILL)
+                    _ = ChildProcess.waitForExit(daemon)
+                }
+            }
 
             var lag: [String: Any] = [:]
             try await poll("lag --json reports both replicas", deadline: .seconds(20), every: .milliseconds(200)) {
@@ -109,9 +89,12 @@ extension IntegrationTests {
             #expect(metrics.contains("switchyard_server_up{"))
             #expect(metrics.contains("switchyard_replication_lag_seconds{"))
 
-            daemon.terminate()  // SIGTERM
-            try await poll("daemon exits after SIGTERM", deadline: .seconds(10)) { !daemon.isRunning }
-            #expect(daemon.terminationStatus == 0)
+            kill(daemon, SIGTERM)
+            try await poll("daemon exits after SIGTERM", deadline: .seconds(10)) {
+                exitStatus = ChildProcess.exitStatusIfExited(daemon)
+                return exitStatus != nil
+            }
+            #expect(exitStatus == 0, "log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
             // With nothing listening, client commands exit 3.
             let unreachable = try runCLI(["lag", "--admin", "http://127.0.0.1:\(port)"])
@@ -149,12 +132,13 @@ extension IntegrationTests {
     }
 }
 
-/// A plain GET with a bearer token, through curl-free sockets: uses the CLI's own client indirectly is not
-/// possible for /metrics, so this speaks HTTP/1.0 directly.
+/// A plain HTTP/1.1 GET with a bearer token over a socket (for /metrics, which the CLI does not read).
 func httpGet(port: Int, path: String, token: String) async throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw Timeout(description: "socket failed") }
     defer { close(fd) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -163,7 +147,7 @@ func httpGet(port: Int, path: String, token: String) async throws -> String {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else { throw Timeout(description: "connect to \(port) failed") }
-    let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\n\r\n".utf8)
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer \(token)\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var response: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)

@@ -24,7 +24,7 @@ extension IntegrationTests {
             do {
                 _ = try await connection.query("INSERT INTO k VALUES (1)")
                 Issue.record("duplicate key accepted")
-            } catch {
+            } catch let error as MariaDBError {
                 #expect(error.errno == 1062)
                 #expect(error.sqlState == "23000")
                 #expect(error.code == .query)
@@ -37,7 +37,7 @@ extension IntegrationTests {
             var wrong = options
             wrong.password = "nope"
             await #expect(throws: MariaDBError.self) { try await MariaDBConnection.connect(wrong) }
-            do { _ = try await MariaDBConnection.connect(wrong) } catch {
+            do { _ = try await MariaDBConnection.connect(wrong) } catch let error as MariaDBError {
                 #expect(error.errno == 1045)
                 #expect(error.sqlState == "28000")
             }
@@ -48,7 +48,7 @@ extension IntegrationTests {
             do {
                 _ = try await MariaDBConnection.connect(wrongCA)
                 Issue.record("connected although the certificate cannot be verified")
-            } catch {
+            } catch let error as MariaDBError {
                 #expect(error.code == .tls || error.code == .connect)
             }
 
@@ -58,7 +58,7 @@ extension IntegrationTests {
             do {
                 _ = try await MariaDBConnection.connect(plaintext)
                 Issue.record("plaintext login accepted for a REQUIRE SSL account")
-            } catch {
+            } catch let error as MariaDBError {
                 #expect(error.errno == 1045)
             }
 
@@ -71,14 +71,14 @@ extension IntegrationTests {
             do {
                 _ = try await busy.query("SELECT 1", deadline: .milliseconds(300))
                 Issue.record("query on a stopped server returned")
-            } catch {
+            } catch let error as MariaDBError {
                 #expect(error.code == .timeout)
             }
             #expect(clock.now - start < .seconds(1))
             do {
                 _ = try await busy.query("SELECT 1", deadline: .milliseconds(300))
                 Issue.record("second query on a hung connection ran")
-            } catch {
+            } catch let error as MariaDBError {
                 #expect(error.code == .busy)
             }
             #expect(ProcessControl.signal(s1.pid, SIGCONT, marker: s1.defaultsFile))

@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import MariaDBClient
+import SwitchyardConfiguration
 import Monitor
 import Sandbox
 import SwitchyardServer

@@ -99,7 +99,8 @@ struct ReplicaStatusTests {
                 "Slave_IO_State": "Connecting to master",
                 "Last_IO_Errno": "2003",
                 "Last_IO_Error": "error reconnecting to master 'repl@127.0.0.1:3311' - retry-time: 60  "
-                    + "maximum-retries: 100000  message: Can't connect to server on '127.0.0.1' (111 \"Connection refused\")",
+                    + "maximum-retries: 100000  message: Can't connect to server on '127.0.0.1' "
+                    + "(111 \"Connection refused\")",
                 "Seconds_Behind_Master": nil,
             ]))
         #expect(status.ioThread == .connecting)
