@@ -94,10 +94,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "MonitorTests",
-            dependencies: ["Monitor", "Topology", "TestSupport"],
+            dependencies: ["Monitor", "Topology", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

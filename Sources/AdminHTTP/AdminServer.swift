@@ -1,8 +1,8 @@
+import Foundation
 public import Hummingbird
 public import Logging
 public import Prometheus
 public import Topology
-import Foundation
 
 /// The admin API: `GET /v1/status`, `GET /v1/lag`, `GET /metrics` (Prometheus text) and `GET /healthz`.
 /// Every route but `/healthz` needs `Authorization: Bearer <token>` when a token is configured; it

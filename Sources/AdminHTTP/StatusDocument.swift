@@ -142,7 +142,8 @@ public struct LagDocument: Codable, Hashable, Sendable {
     public init(_ snapshot: ClusterSnapshot, window: Duration) {
         windowSeconds = Double(window.components.seconds)
         func seconds(_ millis: Int64?) -> Double? { millis.map { Double($0) / 1000 } }
-        replicas = snapshot.servers.filter { $0.role == .replica || ($0.role != .primary && $0.lag != nil) }.map { view in
+        replicas = snapshot.servers.filter { $0.role == .replica || ($0.role != .primary && $0.lag != nil) }.map {
+            view in
             let lag = view.lag
             return Replica(
                 name: view.identity.name,

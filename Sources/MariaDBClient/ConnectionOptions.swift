@@ -16,7 +16,9 @@ public struct TLSOptions: Hashable, Sendable {
     public var certificateFile: String?
     public var keyFile: String?
 
-    public init(mode: TLSMode = .verifyIdentity, caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+    public init(
+        mode: TLSMode = .verifyIdentity, caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil
+    ) {
         self.mode = mode
         self.caFile = caFile
         self.certificateFile = certificateFile

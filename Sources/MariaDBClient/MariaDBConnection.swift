@@ -38,7 +38,8 @@ public final class MariaDBConnection: Sendable {
     /// Logs in; on failure the connection is closed.
     public func open(deadline: Duration) async throws(MariaDBError) {
         let options = self.options
-        try await run(deadline: deadline, what: "connect") { native throws(MariaDBError) in try native.connect(options) }
+        try await run(deadline: deadline, what: "connect") { native throws(MariaDBError) in try native.connect(options)
+        }
     }
 
     /// True while an operation (possibly one that already timed out) is running on the C handle.
@@ -48,7 +49,9 @@ public final class MariaDBConnection: Sendable {
 
     /// Runs a statement and returns its rows.
     public func query(_ sql: String, deadline: Duration? = nil) async throws(MariaDBError) -> QueryResult {
-        try await run(deadline: deadline ?? options.readTimeout, what: "query") { native throws(MariaDBError) in try native.query(sql) }
+        try await run(deadline: deadline ?? options.readTimeout, what: "query") { native throws(MariaDBError) in
+            try native.query(sql)
+        }
     }
 
     /// Runs a statement that returns no rows; returns the affected row count.
@@ -62,7 +65,9 @@ public final class MariaDBConnection: Sendable {
         deadline: Duration,
         _ body: @escaping @Sendable (BlockingSession) throws(MariaDBError) -> T
     ) async throws(MariaDBError) -> T {
-        try await run(deadline: deadline, what: "operation") { native throws(MariaDBError) in try body(BlockingSession(native: native)) }
+        try await run(deadline: deadline, what: "operation") { native throws(MariaDBError) in
+            try body(BlockingSession(native: native))
+        }
     }
 
     /// The negotiated TLS cipher, nil for plaintext.
@@ -98,7 +103,9 @@ public final class MariaDBConnection: Sendable {
                 return nil
             case .running:
                 return MariaDBError(
-                    code: .busy, message: "a previous operation has not returned yet (server not answering)",
+                    code: .busy,
+                    message:
+                        "server not answering: an earlier operation on this connection timed out and has not returned",
                     server: address)
             case .closed:
                 return MariaDBError(code: .closed, message: "connection is closed", server: address)
@@ -112,20 +119,20 @@ public final class MariaDBConnection: Sendable {
             queue.async {
                 let outcome: Result<T, MariaDBError>
                 do throws(MariaDBError) { outcome = .success(try body(native)) } catch { outcome = .failure(error) }
-                let delivered = slot.resume(outcome)
-                let broken: Bool
+                // Settle the phase before waking the caller, so its next call finds the connection idle.
+                let waiting = slot.take()
+                var broken = !native.isOpen || waiting == nil  // closed by the operation, or timed out
                 if case .failure(let error) = outcome, error.code != .query || error.errno >= 2000 {
                     broken = true  // connect failures and client-side (2xxx) errors leave no usable session
-                } else {
-                    broken = false
                 }
-                if !delivered || broken || !native.isOpen { native.close() }
-                self.phase.withLock { $0 = (!delivered || broken || !native.isOpen) ? .closed : .idle }
+                if broken { native.close() }
+                self.phase.withLock { $0 = broken ? .closed : .idle }
+                waiting?.resume(returning: outcome)
             }
             let nanoseconds = max(deadline.nanoseconds, 0)
             DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds))) {
-                _ = slot.resume(
-                    .failure(
+                slot.take()?.resume(
+                    returning: .failure(
                         MariaDBError(
                             code: .timeout, message: "\(what) did not finish within \(deadline)", server: address)))
             }
@@ -144,7 +151,7 @@ public struct BlockingSession {
     public func execute(_ sql: String) throws(MariaDBError) -> UInt64 { try native.query(sql).affectedRows }
 }
 
-/// Resumes a continuation exactly once, whichever of the operation and its deadline comes first.
+/// Hands out a continuation exactly once, to whichever of the operation and its deadline comes first.
 private final class ContinuationSlot<T: Sendable>: Sendable {
     private let continuation: Mutex<CheckedContinuation<Result<T, MariaDBError>, Never>?>
 
@@ -152,10 +159,8 @@ private final class ContinuationSlot<T: Sendable>: Sendable {
         self.continuation = Mutex(continuation)
     }
 
-    /// Returns false when it had already been resumed.
-    func resume(_ result: Result<T, MariaDBError>) -> Bool {
-        guard let continuation = continuation.withLock({ slot in slot.take() }) else { return false }
-        continuation.resume(returning: result)
-        return true
+    /// The continuation, the first time only.
+    func take() -> CheckedContinuation<Result<T, MariaDBError>, Never>? {
+        continuation.withLock { slot in slot.take() }
     }
 }

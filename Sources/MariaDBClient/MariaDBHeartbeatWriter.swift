@@ -1,5 +1,5 @@
-public import Topology
 import Synchronization
+public import Topology
 
 /// Writes the controller's heartbeat row with its own account (one without READ_ONLY ADMIN, so it can
 /// never write on a read-only replica). Creates the schema and table when missing.

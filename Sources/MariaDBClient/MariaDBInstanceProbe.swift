@@ -1,5 +1,5 @@
-public import Topology
 import Synchronization
+public import Topology
 
 /// Probes one server over a kept-open libmariadb connection (opened again on the next probe after any
 /// failure; a connection whose operation timed out is not replaced until that operation returns, so a
@@ -17,13 +17,13 @@ public final class MariaDBInstanceProbe: InstanceProbe {
         self.heartbeatTable = heartbeatTable
     }
 
+    /// Opening a connection (TCP, TLS handshake, login) may take up to `max(deadline, 1 s)`; the queries
+    /// then have `deadline` of their own. A server that hangs on an open connection is caught by the query
+    /// deadline; one that hangs before answering a new connection, by the connect deadline.
     public func probe(deadline: Duration) async throws -> InstanceState {
-        let clock = ContinuousClock()
-        let start = clock.now
-        let connection = try await usableConnection(deadline: deadline)
-        let remaining = deadline - (clock.now - start)
+        let connection = try await usableConnection(deadline: max(deadline, .seconds(1)))
         let heartbeatTable = self.heartbeatTable
-        return try await connection.withSession(deadline: remaining) { session throws(MariaDBError) in
+        return try await connection.withSession(deadline: deadline) { session throws(MariaDBError) in
             try Self.collect(session, heartbeatTable: heartbeatTable)
         }
     }
@@ -78,7 +78,7 @@ public final class MariaDBInstanceProbe: InstanceProbe {
                 {
                     heartbeat = HeartbeatRow(sequence: seq, writtenAtMicros: written)
                 }
-            } catch where error.errno == 1146 || error.errno == 1049 || error.errno == 1142 {
+            } catch  where error.errno == 1146 || error.errno == 1049 || error.errno == 1142 {
                 heartbeat = nil  // no heartbeat table (yet) on this server, or no grant to read it
             }
         }

@@ -47,7 +47,8 @@ final class NativeHandle: @unchecked Sendable {
     private func setOption(_ option: mysql_option, _ value: UnsafeRawPointer) throws(MariaDBError) {
         let mysql = try handle()
         if mysql_options(mysql, option, value) != 0 {
-            throw MariaDBError(code: .invalidArgument, message: "libmariadb refused option \(option.rawValue)", server: address)
+            throw MariaDBError(
+                code: .invalidArgument, message: "libmariadb refused option \(option.rawValue)", server: address)
         }
     }
 
@@ -55,7 +56,8 @@ final class NativeHandle: @unchecked Sendable {
         let mysql = try handle()
         let status = string.withCString { mysql_options(mysql, option, $0) }
         if status != 0 {
-            throw MariaDBError(code: .invalidArgument, message: "libmariadb refused option \(option.rawValue)", server: address)
+            throw MariaDBError(
+                code: .invalidArgument, message: "libmariadb refused option \(option.rawValue)", server: address)
         }
     }
 
@@ -111,7 +113,8 @@ final class NativeHandle: @unchecked Sendable {
             throw failure
         }
         if tls.mode != .disabled && options.unixSocket == nil && mysql_get_ssl_cipher(mysql) == nil {
-            throw MariaDBError(code: .tls, message: "the connection is not encrypted although TLS is required", server: address)
+            throw MariaDBError(
+                code: .tls, message: "the connection is not encrypted although TLS is required", server: address)
         }
     }
 

@@ -38,7 +38,8 @@ public struct HeartbeatLoop: Sendable {
                     await store.heartbeatWritten(row, on: primary)
                 } catch {
                     logger.debug(
-                        "heartbeat write failed", metadata: [LogKey.server: "\(primary.name)", LogKey.error: "\(error)"])
+                        "heartbeat write failed",
+                        metadata: [LogKey.server: "\(primary.name)", LogKey.error: "\(error)"])
                     await store.heartbeatFailed("\(error)", on: primary)
                 }
             }

@@ -28,7 +28,8 @@ public actor TopologyStore {
 
     /// - Parameter heartbeatInterval: the writer's cadence; it counts as stopped after 4 missed rows.
     public init(
-        cluster: String, servers: [ServerIdentity], lagWindow: Duration, heartbeatInterval: Duration = .milliseconds(250),
+        cluster: String, servers: [ServerIdentity], lagWindow: Duration,
+        heartbeatInterval: Duration = .milliseconds(250),
         metrics: MonitorMetrics? = nil
     ) {
         let interval = heartbeatInterval.components
@@ -52,10 +53,12 @@ public actor TopologyStore {
                     .append(LagWindow.Sample(atMicros: observation.observedAtMicros, lagMillis: lagMillis))
             }
         }
-        derived = TopologyDerivation.derive(servers: servers, observations: observations, previousPrimary: derived.primary)
+        derived = TopologyDerivation.derive(
+            servers: servers, observations: observations, previousPrimary: derived.primary)
         if let metrics {
             for server in servers {
-                metrics.record(server: server, role: derived.roles[server.name] ?? .unreachable, lag: lagReport(server.name))
+                metrics.record(
+                    server: server, role: derived.roles[server.name] ?? .unreachable, lag: lagReport(server.name))
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Local MariaDB replication clusters for demos and tests: private instances on 127.0.0.1 with TLS,
@@ -62,6 +62,13 @@ public struct Sandbox: Sendable {
         if fileManager.fileExists(atPath: SandboxManifest.path(in: directory)) {
             log("stopping the previous sandbox in \(directory)")
             try down(directory: directory)
+        }
+        if fileManager.fileExists(atPath: directory),
+            let entries = try? fileManager.contentsOfDirectory(atPath: directory), !entries.isEmpty,
+            !fileManager.fileExists(atPath: SandboxManifest.path(in: directory))
+        {
+            throw SandboxError(
+                "\(directory) is not empty and holds no sandbox (no sandbox.json): choose another --dir or empty it")
         }
         if fileManager.fileExists(atPath: directory) {
             for entry in try fileManager.contentsOfDirectory(atPath: directory) {
@@ -143,16 +150,21 @@ public struct Sandbox: Sendable {
         let extensions = directory + "/server.ext"
         try ChildProcess.run(
             openssl,
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=Switchyard sandbox CA",
-             "-keyout", caKey, "-out", ca])
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=Switchyard sandbox CA",
+                "-keyout", caKey, "-out", ca,
+            ])
         try ChildProcess.run(
             openssl, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr])
-        try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:127.0.0.1\n"
+        try
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:127.0.0.1\n"
             .write(toFile: extensions, atomically: true, encoding: .utf8)
         try ChildProcess.run(
             openssl,
-            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825", "-out",
-             certificate, "-extfile", extensions])
+            [
+                "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825", "-out",
+                certificate, "-extfile", extensions,
+            ])
         chmod(key, 0o600)
         chmod(caKey, 0o600)
         return TLSFiles(ca: ca, certificate: certificate, key: key)
@@ -215,7 +227,8 @@ public struct Sandbox: Sendable {
         let base = (instance.datadir as NSString).deletingLastPathComponent
         let pidFile = base + "/mariadbd.pid"
         try? FileManager.default.removeItem(atPath: pidFile)
-        let command = "setsid '\(tools.server)' --defaults-file='\(instance.defaultsFile)' </dev/null >>'\(base)/stdout.log' 2>&1 &"
+        let command =
+            "setsid '\(tools.server)' --defaults-file='\(instance.defaultsFile)' </dev/null >>'\(base)/stdout.log' 2>&1 &"
         try ChildProcess.run("/bin/sh", ["-c", command])
         let deadline = Date().addingTimeInterval(60)
         var pid: Int32 = 0
@@ -252,8 +265,10 @@ public struct Sandbox: Sendable {
     func sql(_ instance: SandboxManifest.Instance, _ statements: String, tools: Tools) throws -> String {
         try ChildProcess.run(
             tools.client,
-            ["--no-defaults", "--socket=\(instance.socket)", "--user=root", "--batch", "--skip-column-names",
-             "--connect-timeout=2", "--execute=\(statements)"])
+            [
+                "--no-defaults", "--socket=\(instance.socket)", "--user=root", "--batch", "--skip-column-names",
+                "--connect-timeout=2", "--execute=\(statements)",
+            ])
     }
 
     private func configureReplication(_ manifest: SandboxManifest, tools: Tools) throws {
@@ -303,7 +318,8 @@ public struct Sandbox: Sendable {
                 let status = (try? sql(replica, "SHOW SLAVE STATUS\\G", tools: tools)) ?? ""
                 let errors = status.split(separator: "\n").filter { $0.contains("Last_") && $0.contains("Error:") }
                 throw SandboxError(
-                    "\(replica.name) did not catch up with \(primary.name) within 60 s: \(errors.joined(separator: "; "))")
+                    "\(replica.name) did not catch up with \(primary.name) within 60 s: \(errors.joined(separator: "; "))"
+                )
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts programs with posix_spawn and waits for them with waitpid (Foundation's `Process` was seen
@@ -26,7 +26,8 @@ public enum ChildProcess {
     /// Finds an executable on PATH or in the sbin directories Debian uses for servers.
     public static func find(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin"]
+        let directories =
+            path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin"]
         return directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
@@ -65,7 +66,8 @@ public enum ChildProcess {
         let result = try capture(executable, arguments)
         let text = result.stdout + result.stderr
         guard result.status == 0 else {
-            throw Failure(command: ([executable] + arguments).joined(separator: " "), status: result.status, output: text)
+            throw Failure(
+                command: ([executable] + arguments).joined(separator: " "), status: result.status, output: text)
         }
         return text
     }

@@ -9,7 +9,9 @@ extension Config {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigError(file: path, issues: [ConfigIssue(path: "", message: "cannot read the file: \(error.localizedDescription)")])
+            throw ConfigError(
+                file: path,
+                issues: [ConfigIssue(path: "", message: "cannot read the file: \(error.localizedDescription)")])
         }
         let directory = (path as NSString).deletingLastPathComponent
         return try parse(yaml: text, file: path, baseDirectory: directory.isEmpty ? "." : directory)
@@ -51,7 +53,8 @@ extension Config {
         if let node = top["version"] {
             if let version = reader.int(node, "version", in: 1...Int.max) {
                 if version != Config.currentVersion {
-                    reader.fail("version", "this Switchyard reads config version \(Config.currentVersion), got \(version)")
+                    reader.fail(
+                        "version", "this Switchyard reads config version \(Config.currentVersion), got \(version)")
                 }
                 self.version = version
             }
@@ -102,23 +105,32 @@ extension Config {
         let monitorFields = reader.mapping(
             top["monitor"], "monitor", allowed: ["probe_interval", "probe_timeout", "connect_timeout", "read_timeout"])
         let short = Duration.milliseconds(10)
-        if let value = reader.duration(monitorFields["probe_interval"], "monitor.probe_interval", min: short, max: .seconds(60)) {
+        if let value = reader.duration(
+            monitorFields["probe_interval"], "monitor.probe_interval", min: short, max: .seconds(60))
+        {
             monitor.probeInterval = value
         }
-        if let value = reader.duration(monitorFields["probe_timeout"], "monitor.probe_timeout", min: short, max: .seconds(60)) {
+        if let value = reader.duration(
+            monitorFields["probe_timeout"], "monitor.probe_timeout", min: short, max: .seconds(60))
+        {
             monitor.probeTimeout = value
         }
-        if let value = reader.duration(monitorFields["connect_timeout"], "monitor.connect_timeout", min: .seconds(1), max: .seconds(300)) {
+        if let value = reader.duration(
+            monitorFields["connect_timeout"], "monitor.connect_timeout", min: .seconds(1), max: .seconds(300))
+        {
             monitor.connectTimeout = value
         }
-        if let value = reader.duration(monitorFields["read_timeout"], "monitor.read_timeout", min: .seconds(1), max: .seconds(300)) {
+        if let value = reader.duration(
+            monitorFields["read_timeout"], "monitor.read_timeout", min: .seconds(1), max: .seconds(300))
+        {
             monitor.readTimeout = value
         }
 
         let heartbeatFields = reader.mapping(
             top["heartbeat"], "heartbeat", allowed: ["enabled", "interval", "schema", "table"])
         if let enabled = reader.bool(heartbeatFields["enabled"], "heartbeat.enabled") { heartbeat.enabled = enabled }
-        if let value = reader.duration(heartbeatFields["interval"], "heartbeat.interval", min: short, max: .seconds(60)) {
+        if let value = reader.duration(heartbeatFields["interval"], "heartbeat.interval", min: short, max: .seconds(60))
+        {
             heartbeat.interval = value
         }
         for key in ["schema", "table"] {
@@ -131,7 +143,9 @@ extension Config {
         }
 
         let lagFields = reader.mapping(top["lag"], "lag", allowed: ["history_window"])
-        if let value = reader.duration(lagFields["history_window"], "lag.history_window", min: .seconds(10), max: .seconds(86_400)) {
+        if let value = reader.duration(
+            lagFields["history_window"], "lag.history_window", min: .seconds(10), max: .seconds(86_400))
+        {
             lag.historyWindow = value
         }
 

@@ -45,8 +45,8 @@ struct ConfigReader {
 
     mutating func string(_ node: Node?, _ path: String, nonEmpty: Bool = true) -> String? {
         guard let node else { return nil }
-        guard let scalar = node.scalar, node.tag.description != Tag.Name.null.rawValue || !scalar.string.isEmpty else {
-            fail(path, "expected a string")
+        guard let scalar = node.scalar, node.tag.description != Tag.Name.null.rawValue else {
+            fail(path, "expected a string, got \(node.scalar == nil ? Self.show(node) : "null")")
             return nil
         }
         if nonEmpty && scalar.string.isEmpty {

@@ -43,7 +43,10 @@ public struct SecretResolver: Sendable {
             guard let secret else { continue }
             do { _ = try resolve(secret) } catch { issues.append(ConfigIssue(path: path, message: error.description)) }
         }
-        for (path, file) in [("tls.ca_file", config.tls.caFile), ("tls.cert_file", config.tls.certFile), ("tls.key_file", config.tls.keyFile)] {
+        for (path, file) in [
+            ("tls.ca_file", config.tls.caFile), ("tls.cert_file", config.tls.certFile),
+            ("tls.key_file", config.tls.keyFile),
+        ] {
             guard let file else { continue }
             if !FileManager.default.isReadableFile(atPath: file) {
                 issues.append(ConfigIssue(path: path, message: "cannot read \(file)"))

@@ -4,9 +4,9 @@ import MariaDBClient
 public import Monitor
 public import Prometheus
 public import ServiceLifecycle
-import UnixSignals
 public import SwitchyardConfiguration
 public import Topology
+import UnixSignals
 
 /// The composition root: turns a config into the controller's objects and runs them as one
 /// `ServiceGroup`. The only place that decides log levels and owns the metrics registry.
@@ -76,7 +76,11 @@ public struct Controller: Sendable {
                 timeout: min(config.heartbeat.interval * 4, monitorSettings.readTimeout), logger: logger)
         }
         self.monitor = MonitorService(store: store, pollers: pollers, heartbeat: heartbeat, logger: logger)
-        self.adminToken = try config.admin.token.map { token throws(StartupError) in try secret(token, "admin token") }
+        self.adminToken = try config.admin.token.map { token throws(StartupError) in
+            let value = try secret(token, "admin token")
+            if value.isEmpty { throw StartupError(description: "admin token from \(token) is empty") }
+            return value
+        }
     }
 
     /// The current snapshot.

@@ -19,7 +19,9 @@ public enum HeartbeatLag {
         guard let newest = written.last, observedAtMicros - newest.writtenAtMicros <= staleAfterMicros,
             let oldest = written.first, oldest.sequence <= applied.sequence
         else { return fallback }
-        guard let next = written.first(where: { $0.sequence > applied.sequence && $0.writtenAtMicros <= observedAtMicros })
+        guard
+            let next = written.first(where: { $0.sequence > applied.sequence && $0.writtenAtMicros <= observedAtMicros }
+            )
         else { return 0 }
         return max(0, observedAtMicros - next.writtenAtMicros) / 1000
     }

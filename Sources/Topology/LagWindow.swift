@@ -57,9 +57,10 @@ public struct LagWindow: Sendable {
 public func sparkline(_ values: [Int64], floor: Int64 = 1) -> String {
     let bars: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
     let top = max(values.max() ?? 0, floor, 1)
-    return String(values.map { value in
-        let clamped = max(value, 0)
-        let index = Int((Double(clamped) / Double(top) * Double(bars.count - 1)).rounded())
-        return bars[min(index, bars.count - 1)]
-    })
+    return String(
+        values.map { value in
+            let clamped = max(value, 0)
+            let index = Int((Double(clamped) / Double(top) * Double(bars.count - 1)).rounded())
+            return bars[min(index, bars.count - 1)]
+        })
 }

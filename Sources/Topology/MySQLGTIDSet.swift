@@ -94,7 +94,9 @@ public struct MySQLGTIDSet: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         intervals.keys.sorted().map { uuid in
-            let ranges = intervals[uuid, default: []].map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
+            let ranges = intervals[uuid, default: []].map {
+                $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)"
+            }
             return ([uuid] + ranges).joined(separator: ":")
         }.joined(separator: ",")
     }

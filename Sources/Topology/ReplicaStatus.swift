@@ -98,7 +98,9 @@ public struct ReplicaStatus: Hashable, Sendable {
         guard let port = Int(portText) else { throw RowError(column: "Master_Port", value: portText) }
         let gtidText = text("Gtid_IO_Pos") ?? ""
         let gtidIOPos: MariaDBGTIDList
-        do { gtidIOPos = try MariaDBGTIDList(parsing: gtidText) } catch { throw RowError(column: "Gtid_IO_Pos", value: gtidText) }
+        do { gtidIOPos = try MariaDBGTIDList(parsing: gtidText) } catch {
+            throw RowError(column: "Gtid_IO_Pos", value: gtidText)
+        }
         var secondsBehind: Int? = nil
         if let raw = text("Seconds_Behind_Master") {
             guard let value = Int(raw) else { throw RowError(column: "Seconds_Behind_Master", value: raw) }
@@ -116,7 +118,8 @@ public struct ReplicaStatus: Hashable, Sendable {
             lastSQLError: text("Last_SQL_Error") ?? "",
             secondsBehindMaster: secondsBehind,
             gtidIOPos: gtidIOPos,
-            readSourceLog: BinlogCoordinates(file: text("Master_Log_File") ?? "", position: try integer("Read_Master_Log_Pos")),
+            readSourceLog: BinlogCoordinates(
+                file: text("Master_Log_File") ?? "", position: try integer("Read_Master_Log_Pos")),
             execSourceLog: BinlogCoordinates(
                 file: text("Relay_Master_Log_File") ?? "", position: try integer("Exec_Master_Log_Pos")),
             relayLogSpace: try integer("Relay_Log_Space"),
@@ -124,7 +127,7 @@ public struct ReplicaStatus: Hashable, Sendable {
         )
     }
 
-    /// The most recent replication error, IO thread first, as `errno: message`; nil when none.
+    /// The replication error an operator should see first (the SQL thread's, then the IO thread's); nil when none.
     public var lastError: String? {
         if lastSQLErrno != 0 { return "SQL thread error \(lastSQLErrno): \(lastSQLError)" }
         if lastIOErrno != 0 { return "IO thread error \(lastIOErrno): \(lastIOError)" }

@@ -78,7 +78,9 @@ public enum TopologyDerivation {
             guard let observation = observations[server.name], let serverState = observation.state else {
                 roles[server.name] = .unreachable
                 let reason: String
-                if case .unreachable(let why) = observations[server.name]?.result { reason = why } else {
+                if case .unreachable(let why) = observations[server.name]?.result {
+                    reason = why
+                } else {
                     reason = "not probed yet"
                 }
                 if server.name == primary {

@@ -13,7 +13,8 @@ struct AdminClient {
         guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host,
             !host.isEmpty
         else {
-            throw CLIError(description: "--admin must be an http://host:port URL, got '\(url)'", exitCode: ExitStatus.usage)
+            throw CLIError(
+                description: "--admin must be an http://host:port URL, got '\(url)'", exitCode: ExitStatus.usage)
         }
         self.host = host
         self.port = components.port ?? 80
@@ -28,14 +29,16 @@ struct AdminClient {
         guard status == 200 else {
             let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if status == 401 {
-                throw CLIError(description: "the admin API at \(base) refused the token (HTTP 401): pass --token or --config")
+                throw CLIError(
+                    description: "the admin API at \(base) refused the token (HTTP 401): pass --token or --config")
             }
             throw CLIError(description: "the admin API at \(base)\(path) answered HTTP \(status): \(text)")
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(body))
         } catch {
-            throw CLIError(description: "the admin API at \(base)\(path) sent a response this CLI cannot read: \(error)")
+            throw CLIError(
+                description: "the admin API at \(base)\(path) sent a response this CLI cannot read: \(error)")
         }
     }
 
@@ -57,7 +60,9 @@ struct AdminClient {
                 description: "cannot reach the admin API at \(base): \(error) (is `switchyard run` running?)",
                 exitCode: ExitStatus.adminUnreachable)
         }
-        var headers = HTTPHeaders([("Host", "\(host):\(port)"), ("Connection", "close"), ("Accept", "application/json")])
+        var headers = HTTPHeaders([
+            ("Host", "\(host):\(port)"), ("Connection", "close"), ("Accept", "application/json"),
+        ])
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
         do {
@@ -80,7 +85,9 @@ struct AdminClient {
                 }
                 group.addTask {
                     try await Task.sleep(for: .seconds(10))
-                    throw CLIError(description: "the admin API at \(base) did not answer within 10 s", exitCode: ExitStatus.adminUnreachable)
+                    throw CLIError(
+                        description: "the admin API at \(base) did not answer within 10 s",
+                        exitCode: ExitStatus.adminUnreachable)
                 }
                 let first = try await group.next() ?? (0, [])
                 group.cancelAll()
@@ -89,7 +96,9 @@ struct AdminClient {
         } catch let error as CLIError {
             throw error
         } catch {
-            throw CLIError(description: "the admin API at \(base) closed the connection: \(error)", exitCode: ExitStatus.adminUnreachable)
+            throw CLIError(
+                description: "the admin API at \(base) closed the connection: \(error)",
+                exitCode: ExitStatus.adminUnreachable)
         }
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Exit codes: 0 ok, 1 error, 2 usage, 3 admin API unreachable.

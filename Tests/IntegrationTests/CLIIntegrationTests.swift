@@ -3,7 +3,7 @@ import Sandbox
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `switchyard` executable built by `swift build` (scripts/test builds it first).
@@ -24,7 +24,9 @@ func runCLI(_ arguments: [String]) throws -> ChildProcess.Result {
 }
 
 extension IntegrationTests {
-    @Test("`switchyard run` serves the admin API; `lag --json` and `status --json` print the documented shapes; SIGTERM stops it")
+    @Test(
+        "`switchyard run` serves the admin API; `lag --json` and `status --json` print the documented shapes; SIGTERM stops it"
+    )
     func cliAgainstDaemon() async throws {
         try await ClusterFixture.with { cluster in
             let config = cluster.manifest.config
@@ -110,22 +112,24 @@ extension IntegrationTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/bad.yaml"
         try """
-            version: 1
-            servers:
-              - name: a
-                host: 127.0.0.1
-                port: 99999
-            monitor:
-              probe_intervall: 1s
-              probe_timeout: fast
-            credentials:
-              monitor:
-                user: m
-                password: inline
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        version: 1
+        servers:
+          - name: a
+            host: 127.0.0.1
+            port: 99999
+        monitor:
+          probe_intervall: 1s
+          probe_timeout: fast
+        credentials:
+          monitor:
+            user: m
+            password: inline
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let result = try runCLI(["config", "check", path])
         #expect(result.status == 1)
-        for expected in ["servers[0].port", "monitor.probe_intervall", "monitor.probe_timeout", "credentials.monitor.password"] {
+        for expected in [
+            "servers[0].port", "monitor.probe_intervall", "monitor.probe_timeout", "credentials.monitor.password",
+        ] {
             #expect(result.stderr.contains(expected), "missing \(expected) in: \(result.stderr)")
         }
         #expect(try runCLI(["lag", "--bogus"]).status == 2)
@@ -144,10 +148,13 @@ func httpGet(port: Int, path: String, token: String) async throws -> String {
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard connected == 0 else { throw Timeout(description: "connect to \(port) failed") }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer \(token)\r\n\r\n".utf8)
+    let request = Array(
+        "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer \(token)\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var response: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)

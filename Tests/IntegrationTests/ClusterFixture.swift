@@ -8,7 +8,7 @@ import SwitchyardServer
 import Topology
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real sandbox cluster for one test: started in a private directory on free ports, always stopped.
@@ -43,7 +43,9 @@ struct ClusterFixture {
     }
 
     func tearDown() {
-        for instance in manifest.instances { _ = ProcessControl.signal(instance.pid, SIGCONT, marker: instance.defaultsFile) }
+        for instance in manifest.instances {
+            _ = ProcessControl.signal(instance.pid, SIGCONT, marker: instance.defaultsFile)
+        }
         try? sandbox.down(directory: manifest.directory)
         try? FileManager.default.removeItem(atPath: manifest.directory)
     }

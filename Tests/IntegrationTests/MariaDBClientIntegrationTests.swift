@@ -4,7 +4,7 @@ import Sandbox
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension IntegrationTests {

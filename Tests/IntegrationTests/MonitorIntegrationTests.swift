@@ -1,15 +1,15 @@
 import Foundation
 import Logging
 import MariaDBClient
-import SwitchyardConfiguration
 import Monitor
 import Sandbox
+import SwitchyardConfiguration
 import SwitchyardServer
 import Testing
 import Topology
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension IntegrationTests {
@@ -20,7 +20,9 @@ extension IntegrationTests {
             try await withMonitor(controller) {
                 try await poll("healthy topology with lag", deadline: .seconds(15)) {
                     let snapshot = await controller.snapshot()
-                    let replicasMeasured = ["s2", "s3"].allSatisfy { snapshot.server(named: $0)?.lag?.heartbeatLagMillis != nil }
+                    let replicasMeasured = ["s2", "s3"].allSatisfy {
+                        snapshot.server(named: $0)?.lag?.heartbeatLagMillis != nil
+                    }
                     return snapshot.primary == "s1" && snapshot.anomalies.isEmpty && replicasMeasured
                 }
                 let snapshot = await controller.snapshot()
@@ -43,7 +45,9 @@ extension IntegrationTests {
         }
     }
 
-    @Test("stopping a replica's SQL thread while writes continue shows lag > 2 s within 4 s; restarting brings it under 0.5 s")
+    @Test(
+        "stopping a replica's SQL thread while writes continue shows lag > 2 s within 4 s; restarting brings it under 0.5 s"
+    )
     func lagFollowsStoppedSQLThread() async throws {
         try await ClusterFixture.with { cluster in
             let controller = try cluster.controller()
@@ -54,7 +58,8 @@ extension IntegrationTests {
                 // Application writes continue besides the heartbeat.
                 let writer = Task {
                     let connection = try await MariaDBConnection.connect(try cluster.appOptions("s1"))
-                    try await connection.execute("CREATE TABLE IF NOT EXISTS t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+                    try await connection.execute(
+                        "CREATE TABLE IF NOT EXISTS t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
                     while !Task.isCancelled {
                         try await connection.execute("INSERT INTO t (v) VALUES (1)")
                         try await Task.sleep(for: .milliseconds(50))

@@ -98,17 +98,24 @@ struct ConfigTests {
         let config = try Config.parse(yaml: Self.full, file: "switchyard.yaml", baseDirectory: "/etc/switchyard")
         #expect(config.version == 1)
         #expect(config.cluster.name == "shop")
-        #expect(config.servers == [
-            Config.Server(name: "s1", host: "127.0.0.1", port: 3311),
-            Config.Server(name: "s2", host: "127.0.0.1", port: 3312),
-            Config.Server(name: "s3", host: "db3.internal", port: 3306),
-        ])
-        #expect(config.credentials.monitor == Config.Credential(
-            user: "switchyard", password: .file("/etc/switchyard/secrets/monitor.pw")))
-        #expect(config.credentials.heartbeat == Config.Credential(
-            user: "switchyard_hb", password: .environment("SWITCHYARD_HEARTBEAT_PASSWORD")))
-        #expect(config.credentials.replication == Config.Credential(
-            user: "repl", password: .file("/etc/switchyard/repl.pw")))
+        #expect(
+            config.servers == [
+                Config.Server(name: "s1", host: "127.0.0.1", port: 3311),
+                Config.Server(name: "s2", host: "127.0.0.1", port: 3312),
+                Config.Server(name: "s3", host: "db3.internal", port: 3306),
+            ])
+        #expect(
+            config.credentials.monitor
+                == Config.Credential(
+                    user: "switchyard", password: .file("/etc/switchyard/secrets/monitor.pw")))
+        #expect(
+            config.credentials.heartbeat
+                == Config.Credential(
+                    user: "switchyard_hb", password: .environment("SWITCHYARD_HEARTBEAT_PASSWORD")))
+        #expect(
+            config.credentials.replication
+                == Config.Credential(
+                    user: "repl", password: .file("/etc/switchyard/repl.pw")))
         #expect(config.tls.mode == .verifyIdentity)
         #expect(config.tls.caFile == "/etc/switchyard/tls/ca.pem")
         #expect(config.tls.certFile == "/etc/switchyard/tls/client.pem")
@@ -158,10 +165,11 @@ struct ConfigTests {
         #expect(config.admin.token == nil)
     }
 
-    @Test(arguments: [
-        ("500ms", .milliseconds(500)), ("2s", .seconds(2)), ("1m", .seconds(60)), ("1.5s", .milliseconds(1500)),
-        ("2", .seconds(2)), ("0.75", .milliseconds(750)), ("10ms", .milliseconds(10)),
-    ] as [(String, Duration)])
+    @Test(
+        arguments: [
+            ("500ms", .milliseconds(500)), ("2s", .seconds(2)), ("1m", .seconds(60)), ("1.5s", .milliseconds(1500)),
+            ("2", .seconds(2)), ("0.75", .milliseconds(750)), ("10ms", .milliseconds(10)),
+        ] as [(String, Duration)])
     func durations(_ text: String, _ expected: Duration) throws {
         let yaml = Self.minimal + "heartbeat:\n  interval: \(text)\n"
         #expect(try Config.parse(yaml: yaml).heartbeat.interval == expected)
@@ -175,8 +183,9 @@ struct ConfigTests {
     }
 
     @Test func heartbeatCanBeDisabledWithoutItsAccount() throws {
-        let yaml = Self.minimal(
-            replacing: "  heartbeat:\n    user: heartbeat\n    password_env: HEARTBEAT_PASSWORD\n", with: "")
+        let yaml =
+            Self.minimal(
+                replacing: "  heartbeat:\n    user: heartbeat\n    password_env: HEARTBEAT_PASSWORD\n", with: "")
             + "heartbeat:\n  enabled: false\n"
         let config = try Config.parse(yaml: yaml)
         #expect(!config.heartbeat.enabled)
@@ -333,9 +342,10 @@ struct ConfigTests {
         let yaml = Self.minimal(replacing: "    password_env: MONITOR_PASSWORD", with: "    password: hunter2")
         let found = try Self.issues(yaml)
         #expect(found.contains { $0.path == "credentials.monitor.password" && $0.message.hasPrefix("unknown key") })
-        #expect(found.contains {
-            $0.path == "credentials.monitor" && $0.message.contains("missing password_env or password_file")
-        })
+        #expect(
+            found.contains {
+                $0.path == "credentials.monitor" && $0.message.contains("missing password_env or password_file")
+            })
         // The secret itself never ends up in an error message.
         #expect(!found.contains { $0.description.contains("hunter2") })
     }
@@ -401,7 +411,8 @@ struct ConfigTests {
     }
 
     @Test func severalProblemsAreReportedTogether() throws {
-        let yaml = Self.minimal(replacing: "port: 3312", with: "port: 70000")
+        let yaml =
+            Self.minimal(replacing: "port: 3312", with: "port: 70000")
             + "monitor:\n  probe_intervall: 1s\n  probe_timeout: soon\n"
         let error = try #require(throws: ConfigError.self) { try Config.parse(yaml: yaml, file: "switchyard.yaml") }
         #expect(error.issues.map(\.path) == ["servers[1].port", "monitor.probe_intervall", "monitor.probe_timeout"])
@@ -490,9 +501,11 @@ struct ConfigTests {
         _ = try directory.write("secrets/monitor.pw", "pw\n")
         let config = try Config.parse(yaml: Self.full, baseDirectory: directory.path)
         let issues = SecretResolver(environment: [:]).check(config)
-        #expect(issues.map(\.path) == [
-            "credentials.heartbeat", "credentials.replication", "admin", "tls.ca_file", "tls.cert_file", "tls.key_file",
-        ])
+        #expect(
+            issues.map(\.path) == [
+                "credentials.heartbeat", "credentials.replication", "admin", "tls.ca_file", "tls.cert_file",
+                "tls.key_file",
+            ])
         #expect(issues[0].message.contains("SWITCHYARD_HEARTBEAT_PASSWORD"))
         let clean = SecretResolver(environment: ["MONITOR_PASSWORD": "a", "HEARTBEAT_PASSWORD": "b"])
         #expect(clean.check(try Config.parse(yaml: Self.minimal)).isEmpty)

@@ -151,7 +151,8 @@ struct LagTests {
     private static func lag(applied sequence: UInt64, at observedAt: Int64, written: [HeartbeatRow] = Self.written)
         -> Int64
     {
-        let applied = written.first { $0.sequence == sequence }
+        let applied =
+            written.first { $0.sequence == sequence }
             ?? HeartbeatRow(sequence: sequence, writtenAtMicros: t0 - 60 * second)
         return HeartbeatLag.millis(
             applied: applied, observedAtMicros: observedAt, written: written, staleAfterMicros: staleAfter)

@@ -31,10 +31,11 @@ struct MariaDBGTIDTests {
 
     @Test func parsesMultiDomainList() throws {
         let parsed = try list("0-1-100,1-2-5")
-        #expect(parsed.gtids == [
-            MariaDBGTID(domain: 0, server: 1, sequence: 100),
-            MariaDBGTID(domain: 1, server: 2, sequence: 5),
-        ])
+        #expect(
+            parsed.gtids == [
+                MariaDBGTID(domain: 0, server: 1, sequence: 100),
+                MariaDBGTID(domain: 1, server: 2, sequence: 5),
+            ])
         #expect(parsed.description == "0-1-100,1-2-5")
         #expect(!parsed.isEmpty)
     }
@@ -89,11 +90,12 @@ struct MariaDBGTIDTests {
 
     @Test func sequenceByDomainAndServer() throws {
         let state = try list("0-1-100,0-2-7,1-2-5")
-        #expect(state.sequenceByDomainAndServer == [
-            DomainServer(domain: 0, server: 1): 100,
-            DomainServer(domain: 0, server: 2): 7,
-            DomainServer(domain: 1, server: 2): 5,
-        ])
+        #expect(
+            state.sequenceByDomainAndServer == [
+                DomainServer(domain: 0, server: 1): 100,
+                DomainServer(domain: 0, server: 2): 7,
+                DomainServer(domain: 1, server: 2): 5,
+            ])
     }
 
     @Test func emptyListHasNoSequences() {

@@ -48,14 +48,15 @@ struct MySQLGTIDSetTests {
         #expect(parsed.intervals == [Self.uuidA: [1...6]])
     }
 
-    @Test(arguments: [
-        ("1-5:6-9", [1...9]),  // adjacent
-        ("1-5:3-7", [1...7]),  // overlapping
-        ("1-9:3-4", [1...9]),  // contained
-        ("7-9:1-5", [1...5, 7...9]),  // out of order, disjoint
-        ("10:1-3:5:4", [1...5, 10...10]),  // single ids bridging a gap
-        ("1-2:8-9:3-7", [1...9]),  // one interval joins two
-    ] as [(String, [ClosedRange<UInt64>])])
+    @Test(
+        arguments: [
+            ("1-5:6-9", [1...9]),  // adjacent
+            ("1-5:3-7", [1...7]),  // overlapping
+            ("1-9:3-4", [1...9]),  // contained
+            ("7-9:1-5", [1...5, 7...9]),  // out of order, disjoint
+            ("10:1-3:5:4", [1...5, 10...10]),  // single ids bridging a gap
+            ("1-2:8-9:3-7", [1...9]),  // one interval joins two
+        ] as [(String, [ClosedRange<UInt64>])])
     func mergesIntervals(_ intervals: String, _ expected: [ClosedRange<UInt64>]) throws {
         #expect(try set("\(Self.uuidA):\(intervals)").intervals[Self.uuidA] == expected)
     }

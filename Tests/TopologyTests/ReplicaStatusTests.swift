@@ -114,7 +114,8 @@ struct ReplicaStatusTests {
     }
 
     @Test func brokenSQLThreadReportsItsError() throws {
-        let message = "Could not execute Write_rows_v1 event on table shop.orders; Duplicate entry '42' for key "
+        let message =
+            "Could not execute Write_rows_v1 event on table shop.orders; Duplicate entry '42' for key "
             + "'PRIMARY', Error_code: 1062; handler error HA_ERR_FOUND_DUPP_KEY; the event's master log "
             + "mariadb-bin.000009, end_log_pos 4567"
         let status = try ReplicaStatus(
@@ -226,9 +227,10 @@ struct ReplicaStatusTests {
             BinlogCoordinates(file: "mariadb-bin.000009", position: 50),
             BinlogCoordinates(file: "mariadb-bin.000009", position: 10),
         ]
-        #expect(coordinates.sorted().map(\.description) == [
-            "mariadb-bin.000002:900", "mariadb-bin.000009:10", "mariadb-bin.000009:50", "mariadb-bin.000010:4",
-        ])
+        #expect(
+            coordinates.sorted().map(\.description) == [
+                "mariadb-bin.000002:900", "mariadb-bin.000009:10", "mariadb-bin.000009:50", "mariadb-bin.000010:4",
+            ])
     }
 
     @Test func filesWithoutNumberFallBackToTextOrder() {

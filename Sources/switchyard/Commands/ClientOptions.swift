@@ -25,7 +25,9 @@ struct ClientOptions: ParsableArguments {
                 url = "http://\(host.contains(":") ? "[\(host)]" : host):\(loaded.admin.port)"
             }
             if token == nil, let secret = loaded.admin.token {
-                do { token = try SecretResolver().resolve(secret) } catch { throw CLIError(description: error.description) }
+                do { token = try SecretResolver().resolve(secret) } catch {
+                    throw CLIError(description: error.description)
+                }
             }
         }
         return try AdminClient(url: url ?? "http://127.0.0.1:6080", token: token)

@@ -7,7 +7,10 @@ struct LagCommand: AsyncParsableCommand {
         commandName: "lag", abstract: "Show replication lag per replica: now, p50/p99/max over the window.")
 
     @OptionGroup var client: ClientOptions
-    @Flag(help: "Print JSON: {\"replicas\":[{name,lag_seconds,p50,p99,max,transactions_behind,seconds_behind_master,io_running,sql_running}]}.")
+    @Flag(
+        help:
+            "Print JSON: {\"replicas\":[{name,lag_seconds,p50,p99,max,transactions_behind,seconds_behind_master,io_running,sql_running}]}."
+    )
     var json = false
     @Flag(help: "Refresh every second until interrupted.") var watch = false
 
@@ -87,6 +90,7 @@ struct LagCommand: AsyncParsableCommand {
         let window = Int(lag.windowSeconds)
         return Table.render(
             header: ["REPLICA", "LAG", "P50", "P99", "MAX", "TRX BEHIND", "SBM", "IO", "SQL", "RECENT (scale ≥1s)"],
-            rows: rows) + "\n(window: last \(window >= 60 ? "\(window / 60) min" : "\(window) s"); LAG is heartbeat lag)"
+            rows: rows)
+            + "\n(window: last \(window >= 60 ? "\(window / 60) min" : "\(window) s"); LAG is heartbeat lag)"
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import SwitchyardConfiguration
 import SwitchyardServer
@@ -7,7 +8,7 @@ struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run the controller and the admin API until SIGINT or SIGTERM.")
 
-    @Option(help: "The config file.") var config: String
+    @Option(help: "The config file (default: $SWITCHYARD_CONFIG).") var config: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
 
     func validate() throws {
@@ -17,6 +18,9 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard let config = config ?? ProcessInfo.processInfo.environment["SWITCHYARD_CONFIG"] else {
+            throw CLIError(description: "give --config FILE (or set SWITCHYARD_CONFIG)", exitCode: ExitStatus.usage)
+        }
         let loaded: Config
         do { loaded = try Config.load(path: config) } catch { throw CLIError(description: error.description) }
         let level = Logger.Level(rawValue: logLevel) ?? .info
@@ -31,7 +35,8 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError(description: error.description)
         }
         logger.info(
-            "monitoring \(loaded.servers.count) servers of cluster \(loaded.cluster.name); admin API on http://\(loaded.admin.host):\(loaded.admin.port)")
+            "monitoring \(loaded.servers.count) servers of cluster \(loaded.cluster.name); admin API on http://\(loaded.admin.host):\(loaded.admin.port)"
+        )
         do {
             try await controller.run()
         } catch {

@@ -34,7 +34,8 @@ struct SandboxCommand: AsyncParsableCommand {
             let manifest: SandboxManifest
             do {
                 manifest = try sandbox.up(
-                    Sandbox.Options(servers: servers, basePort: basePort, directory: location.dir, adminPort: adminPort))
+                    Sandbox.Options(servers: servers, basePort: basePort, directory: location.dir, adminPort: adminPort)
+                )
             } catch {
                 throw CLIError(description: "sandbox up failed: \(error)")
             }
@@ -75,6 +76,18 @@ struct SandboxCommand: AsyncParsableCommand {
                 var socket: String
                 var datadir: String
                 var role: String
+
+                enum CodingKeys: String, CodingKey { case name, port, pid, socket, datadir, role }
+
+                func encode(to encoder: any Encoder) throws {
+                    var container = encoder.container(keyedBy: CodingKeys.self)
+                    try container.encode(name, forKey: .name)
+                    try container.encode(port, forKey: .port)
+                    try container.encode(pid, forKey: .pid)
+                    try container.encode(socket, forKey: .socket)
+                    try container.encode(datadir, forKey: .datadir)
+                    try container.encode(role, forKey: .role)
+                }
             }
             var config: String
             var instances: [Instance]

@@ -6,7 +6,10 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status", abstract: "Show the cluster's topology as the controller sees it.")
 
     @OptionGroup var client: ClientOptions
-    @Flag(help: "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}]}.")
+    @Flag(
+        help:
+            "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}]}."
+    )
     var json = false
 
     /// The stable `status --json` shape.
