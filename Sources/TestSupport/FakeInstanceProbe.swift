@@ -1,5 +1,5 @@
-public import Topology
 import Synchronization
+public import Topology
 
 /// A scripted `InstanceProbe` for monitor tests: answers with a state, fails, or hangs until its
 /// deadline like a stopped server behind the real probe.
