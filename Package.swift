@@ -55,6 +55,11 @@ let package = Package(
         ),
         .target(name: "Sandbox", swiftSettings: swiftSettings),
         .target(
+            name: "MySQLWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AdminHTTP",
             dependencies: [
                 "Topology", "Monitor",
@@ -95,6 +100,15 @@ let package = Package(
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "MySQLWireTests",
+            dependencies: [
+                "MySQLWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration"],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -106,7 +120,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Sandbox", "MariaDBClient", "Monitor", "Topology", "SwitchyardConfiguration", "SwitchyardServer",
-                "TestSupport",
+                "TestSupport", "MySQLWire", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -108,6 +108,7 @@ public struct Controller: Sendable {
             configuration: ServiceGroupConfiguration(
                 services: [
                     .init(service: monitor), .init(service: admin),
+                    .init(service: AnomalyLog(store: store, interval: config.monitor.probeInterval, logger: logger)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

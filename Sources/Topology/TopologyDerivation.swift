@@ -130,6 +130,11 @@ public enum TopologyDerivation {
                         Anomaly(
                             code: .replicationBroken, server: server.name,
                             message: "replication on \(server.name) is broken (\(threads)): \(error)"))
+                } else if status.ioThread == .connecting {
+                    anomalies.append(
+                        Anomaly(
+                            code: .replicationStopped, server: server.name,
+                            message: "\(server.name) is not receiving from its source \(source) (\(threads))"))
                 } else {
                     anomalies.append(
                         Anomaly(

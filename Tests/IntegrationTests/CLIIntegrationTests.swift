@@ -19,8 +19,9 @@ func switchyardBinary() throws -> String {
 }
 
 /// Runs the CLI to completion.
-func runCLI(_ arguments: [String]) throws -> ChildProcess.Result {
-    try ChildProcess.capture(try switchyardBinary(), arguments)
+func runCLI(_ arguments: [String]) async throws -> ChildProcess.Result {
+    let binary = try switchyardBinary()
+    return try await offPool { try ChildProcess.capture(binary, arguments) }
 }
 
 extension IntegrationTests {
@@ -42,7 +43,7 @@ extension IntegrationTests {
 
             var lag: [String: Any] = [:]
             try await poll("lag --json reports both replicas", deadline: .seconds(20), every: .milliseconds(200)) {
-                let result = try runCLI(["lag", "--json", "--config", config])
+                let result = try await runCLI(["lag", "--json", "--config", config])
                 guard result.status == 0,
                     let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
                     let replicas = object["replicas"] as? [[String: Any]], replicas.count == 2,
@@ -63,7 +64,7 @@ extension IntegrationTests {
                 #expect((replica["lag_seconds"] as? Double ?? 99) < 1.0)
             }
 
-            let status = try runCLI(["status", "--json", "--config", config])
+            let status = try await runCLI(["status", "--json", "--config", config])
             #expect(status.status == 0, "\(status.stderr)")
             let statusObject = try #require(
                 try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
@@ -77,12 +78,12 @@ extension IntegrationTests {
                 ])
 
             // The table views render too.
-            let table = try runCLI(["lag", "--config", config])
+            let table = try await runCLI(["lag", "--config", config])
             #expect(table.status == 0)
             #expect(table.stdout.contains("s2"))
             // Without the token the API refuses (HTTP 401 → exit 1); healthz needs none.
             let port = cluster.manifest.adminPort
-            let refused = try runCLI(["status", "--admin", "http://127.0.0.1:\(port)"])
+            let refused = try await runCLI(["status", "--admin", "http://127.0.0.1:\(port)"])
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("401"))
             // Metrics are served in Prometheus text format.
@@ -99,14 +100,14 @@ extension IntegrationTests {
             #expect(exitStatus == 0, "log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
             // With nothing listening, client commands exit 3.
-            let unreachable = try runCLI(["lag", "--admin", "http://127.0.0.1:\(port)"])
+            let unreachable = try await runCLI(["lag", "--admin", "http://127.0.0.1:\(port)"])
             #expect(unreachable.status == 3)
             #expect(unreachable.stderr.contains("cannot reach the admin API"))
         }
     }
 
     @Test("`config check` names every bad key and exits 1; usage errors exit 2")
-    func configCheck() throws {
+    func configCheck() async throws {
         let directory = NSTemporaryDirectory() + "switchyard-config-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -125,14 +126,15 @@ extension IntegrationTests {
             user: m
             password: inline
         """.write(toFile: path, atomically: true, encoding: .utf8)
-        let result = try runCLI(["config", "check", path])
+        let result = try await runCLI(["config", "check", path])
         #expect(result.status == 1)
         for expected in [
             "servers[0].port", "monitor.probe_intervall", "monitor.probe_timeout", "credentials.monitor.password",
         ] {
             #expect(result.stderr.contains(expected), "missing \(expected) in: \(result.stderr)")
         }
-        #expect(try runCLI(["lag", "--bogus"]).status == 2)
+        let usage = try await runCLI(["lag", "--bogus"])
+        #expect(usage.status == 2)
     }
 }
 

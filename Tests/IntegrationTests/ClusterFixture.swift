@@ -12,7 +12,7 @@ import Topology
 #endif
 
 /// A real sandbox cluster for one test: started in a private directory on free ports, always stopped.
-struct ClusterFixture {
+struct ClusterFixture: Sendable {
     let manifest: SandboxManifest
     let sandbox = Sandbox()
 
@@ -22,10 +22,10 @@ struct ClusterFixture {
         let sandbox = Sandbox()
         let manifest: SandboxManifest
         do {
-            manifest = try sandbox.up(
-                Sandbox.Options(
-                    servers: servers, basePort: try freePortRange(count: servers), directory: directory,
-                    adminPort: try freePortRange(count: 1)))
+            let options = Sandbox.Options(
+                servers: servers, basePort: try freePortRange(count: servers), directory: directory,
+                adminPort: try freePortRange(count: 1))
+            manifest = try await offPool { try sandbox.up(options) }
         } catch {
             try? sandbox.down(directory: directory)
             try? FileManager.default.removeItem(atPath: directory)
@@ -34,10 +34,10 @@ struct ClusterFixture {
         let fixture = ClusterFixture(manifest: manifest)
         do {
             let result = try await body(fixture)
-            fixture.tearDown()
+            try await offPool { fixture.tearDown() }
             return result
         } catch {
-            fixture.tearDown()
+            try await offPool { fixture.tearDown() }
             throw error
         }
     }
@@ -67,7 +67,11 @@ struct ClusterFixture {
 
     /// Root SQL over the instance's unix socket.
     @discardableResult
-    func rootSQL(_ name: String, _ sql: String) throws -> String { try sandbox.rootSQL(instance(name), sql) }
+    func rootSQL(_ name: String, _ sql: String) async throws -> String {
+        let instance = instance(name)
+        let sandbox = self.sandbox
+        return try await offPool { try sandbox.rootSQL(instance, sql) }
+    }
 
     /// Connection options for the app account over TCP with verified TLS.
     func appOptions(_ name: String) throws -> ConnectionOptions {
@@ -85,6 +89,14 @@ func withMonitor<T>(_ controller: Controller, _ body: () async throws -> T) asyn
     task.cancel()
     _ = await task.result
     return result
+}
+
+/// Runs blocking work (process spawning, waiting) on a dispatch thread, never on Swift's cooperative pool,
+/// so the unit tests running beside the integration tests are not starved.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
 }
 
 struct Timeout: Error, CustomStringConvertible {

@@ -67,7 +67,7 @@ extension IntegrationTests {
                     connection.close()
                 }
                 defer { writer.cancel() }
-                try cluster.rootSQL("s2", "STOP SLAVE SQL_THREAD")
+                try await cluster.rootSQL("s2", "STOP SLAVE SQL_THREAD")
                 let rose = try await poll("s2 lag above 2 s", deadline: .seconds(4)) {
                     (await controller.snapshot().server(named: "s2")?.lag?.heartbeatLagMillis ?? 0) > 2000
                 }
@@ -76,7 +76,7 @@ extension IntegrationTests {
                 let stopped = await controller.snapshot()
                 #expect(stopped.anomalies.contains { $0.code == .replicationStopped && $0.server == "s2" })
                 #expect((stopped.server(named: "s2")?.lag?.transactionsBehind ?? 0) > 0)
-                try cluster.rootSQL("s2", "START SLAVE SQL_THREAD")
+                try await cluster.rootSQL("s2", "START SLAVE SQL_THREAD")
                 try await poll("s2 lag under 0.5 s", deadline: .seconds(5)) {
                     (await controller.snapshot().server(named: "s2")?.lag?.heartbeatLagMillis ?? .max) < 500
                 }

@@ -29,14 +29,12 @@ struct ServerPollerTests {
         while hung.probeCount < 5 && clock.now - start < .seconds(10) {
             try await Task.sleep(for: .milliseconds(20))
         }
-        let elapsed = clock.now - start
         let snapshot = await store.snapshot(nowMicros: 0)
         #expect(snapshot.server(named: "s2")?.role == .unreachable)
         #expect(snapshot.server(named: "s2")?.lastError?.contains("did not finish") == true)
         #expect(snapshot.server(named: "s1")?.role == .primary)
         // Both pollers tick on the same cadence: the hung server costs its own probes time, not the others'.
         #expect(healthy.probeCount >= hung.probeCount, "healthy \(healthy.probeCount), hung \(hung.probeCount)")
-        #expect(elapsed < .seconds(5))
         task.cancel()
         _ = await task.result
 
