@@ -25,27 +25,20 @@ public struct HeartbeatLoop: Sendable {
     }
 
     public func run() async {
-        let clock = ContinuousClock()
-        var next = clock.now
         // Sequence numbers keep increasing across controller restarts: start from the wall clock.
         var sequence = UInt64(max(0, wallClock.nowMicros() / 1000))
-        while !Task.isCancelled {
-            if let primary = await store.reachablePrimary {
-                sequence += 1
-                let row = HeartbeatRow(sequence: sequence, writtenAtMicros: wallClock.nowMicros())
-                do {
-                    try await writer.writeHeartbeat(row, on: primary, deadline: timeout)
-                    await store.heartbeatWritten(row, on: primary)
-                } catch {
-                    logger.debug(
-                        "heartbeat write failed",
-                        metadata: [LogKey.server: "\(primary.name)", LogKey.error: "\(error)"])
-                    await store.heartbeatFailed("\(error)", on: primary)
-                }
+        await repeatEvery(interval) {
+            guard let primary = await store.reachablePrimary else { return }
+            sequence += 1
+            let row = HeartbeatRow(sequence: sequence, writtenAtMicros: wallClock.nowMicros())
+            do {
+                try await writer.writeHeartbeat(row, on: primary, deadline: timeout)
+                await store.heartbeatWritten(row, on: primary)
+            } catch {
+                logger.debug(
+                    "heartbeat write failed", metadata: [LogKey.server: "\(primary.name)", LogKey.error: "\(error)"])
+                await store.heartbeatFailed("\(error)", on: primary)
             }
-            next = next.advanced(by: interval)
-            if next < clock.now { next = clock.now }
-            do { try await Task.sleep(until: next, clock: clock) } catch { break }
         }
         await writer.close()
     }

@@ -47,14 +47,7 @@ public struct ServerPoller: Sendable {
 
     /// Runs until the task is cancelled.
     public func run() async {
-        let clock = ContinuousClock()
-        var next = clock.now
-        while !Task.isCancelled {
-            _ = await probeOnce()
-            next = next.advanced(by: interval)
-            if next < clock.now { next = clock.now }
-            do { try await Task.sleep(until: next, clock: clock) } catch { break }
-        }
+        await repeatEvery(interval) { _ = await probeOnce() }
         await probe.close()
     }
 }

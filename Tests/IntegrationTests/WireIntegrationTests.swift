@@ -12,30 +12,8 @@ extension IntegrationTests {
     @Test("MySQLWire decodes a real MariaDB 10.11 greeting: version, capabilities, TLS offered, native password")
     func realGreeting() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(cluster.instance("s1").port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            #expect(connected == 0)
-            var decoder = MySQLPacketDecoder()
-            var input = ByteBuffer()
-            var greeting: MySQLPacket?
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while greeting == nil {
-                let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                guard count > 0 else { break }
-                input.writeBytes(chunk[0..<count])
-                greeting = try decoder.decode(buffer: &input)
-            }
+            let connection = try RawConnection(port: cluster.instance("s1").port)
+            let greeting: MySQLPacket? = try connection.receive()
             let packet = try #require(greeting)
             #expect(packet.sequenceID == 0)
             let handshake = try Packets.HandshakeV10.decode(packet.payload)
@@ -46,5 +24,88 @@ extension IntegrationTests {
             #expect(handshake.authPluginName == "mysql_native_password")
             #expect(handshake.connectionID > 0)
         }
+    }
+
+    @Test("MySQLWire logs in to a real MariaDB with mysql_native_password; a wrong password gets ERR 1045")
+    func realNativePasswordLogin() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL("s1", "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'pw-1'")
+            let stored = try await cluster.rootSQL(
+                "s1", "SELECT authentication_string FROM mysql.user WHERE user = 'plain'"
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(
+                MySQLNativePassword.storedCredential(fromAuthenticationString: stored)
+                    == .nativePassword(doubleSHA1: MySQLNativePassword.doubleSHA1(password: "pw-1")))
+            let port = cluster.instance("s1").port
+            for (password, succeeds) in [("pw-1", true), ("wrong", false)] {
+                let connection = try RawConnection(port: port)
+                let greeting = try Packets.HandshakeV10.decode(try connection.receive().payload)
+                let capabilities = greeting.capabilities.intersection([
+                    .longPassword, .protocol41, .secureConnection, .pluginAuth, .transactions,
+                    .pluginAuthLengthEncodedClientData,
+                ])
+                var payload = ByteBuffer()
+                Packets.HandshakeResponse41(
+                    capabilities: capabilities, collation: 45, username: "plain",
+                    authResponse: MySQLNativePassword.response(password: password, scramble: greeting.scramble),
+                    authPluginName: "mysql_native_password"
+                ).encode(into: &payload)
+                try connection.send(MySQLPacket(sequenceID: 1, payload: payload))
+                let reply = try connection.receive()
+                #expect(reply.sequenceID == 2)
+                if succeeds {
+                    let ok = try Packets.OKPacket.decode(reply.payload, capabilities: capabilities)
+                    #expect(ok.status.contains(.autocommit))
+                } else {
+                    let error = try Packets.ErrorPacket.decode(reply.payload, capabilities: capabilities)
+                    #expect(error.errorCode == 1045)
+                    #expect(error.sqlState == "28000")
+                    #expect(error.message.contains("Access denied for user 'plain'"))
+                }
+            }
+        }
+    }
+}
+
+/// A blocking TCP connection speaking MySQL packets, for tests against real servers.
+final class RawConnection {
+    let fd: Int32
+    var decoder = MySQLPacketDecoder()
+    var input = ByteBuffer()
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw Timeout(description: "cannot connect to \(port)") }
+    }
+
+    deinit { close(fd) }
+
+    func receive() throws -> MySQLPacket {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let packet = try decoder.decode(buffer: &input) { return packet }
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { throw Timeout(description: "connection closed or timed out") }
+            input.writeBytes(chunk[0..<count])
+        }
+    }
+
+    func send(_ packet: MySQLPacket) throws {
+        var out = ByteBuffer()
+        MySQLPacketEncoder.write(packet, into: &out)
+        let bytes = Array(out.readableBytesView)
+        let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        guard sent == bytes.count else { throw Timeout(description: "short send") }
     }
 }
