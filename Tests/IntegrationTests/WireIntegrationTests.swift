@@ -67,6 +67,42 @@ extension IntegrationTests {
     }
 }
 
+extension IntegrationTests {
+    @Test("ClientHandshakeStateMachine logs in to a real MariaDB as a user from SHA1(password) alone")
+    func clientMachineAgainstRealServer() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'pw-2'; GRANT SELECT ON appdb.* TO 'plain'@'127.0.0.1'")
+            let scramble: [UInt8] = Array(1...20)
+            let sha1 = try #require(
+                MySQLNativePassword.recoverPasswordSHA1(
+                    response: MySQLNativePassword.response(password: "pw-2", scramble: scramble), scramble: scramble,
+                    doubleSHA1: MySQLNativePassword.doubleSHA1(password: "pw-2")))
+            var machine = ClientHandshakeStateMachine(
+                settings: .init(
+                    username: "plain", passwordSHA1: sha1, database: "appdb",
+                    capabilities: [.protocol41, .transactions], tls: .disabled))
+            let connection = try RawConnection(port: cluster.instance("s1").port)
+            var action = machine.packetReceived(try connection.receive())
+            while true {
+                switch action {
+                case .send(let packet):
+                    try connection.send(packet)
+                    action = machine.packetReceived(try connection.receive())
+                    continue
+                case .authenticated(let session):
+                    #expect(session.serverVersion.contains("MariaDB"))
+                    #expect(session.capabilities.contains(.connectWithDB))
+                case .sendAndStartTLS, .failed:
+                    Issue.record("login failed: \(action)")
+                }
+                break
+            }
+        }
+    }
+}
+
 /// A blocking TCP connection speaking MySQL packets, for tests against real servers.
 final class RawConnection {
     let fd: Int32
