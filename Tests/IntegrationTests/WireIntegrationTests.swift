@@ -103,6 +103,77 @@ extension IntegrationTests {
     }
 }
 
+extension IntegrationTests {
+    @Test("ResponseTracker finds the end of real MariaDB responses: multi-results, prepare, errors; EOF on or off")
+    func responseTrackerAgainstRealServer() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'pw-3'; GRANT ALL ON appdb.* TO 'plain'@'127.0.0.1'")
+            let scramble: [UInt8] = Array(1...20)
+            let sha1 = try #require(
+                MySQLNativePassword.recoverPasswordSHA1(
+                    response: MySQLNativePassword.response(password: "pw-3", scramble: scramble), scramble: scramble,
+                    doubleSHA1: MySQLNativePassword.doubleSHA1(password: "pw-3")))
+            for deprecateEOF in [false, true] {
+                var capabilities: CapabilityFlags = [
+                    .protocol41, .transactions, .multiStatements, .multiResults, .psMultiResults,
+                ]
+                if deprecateEOF { capabilities.insert(.deprecateEOF) }
+                var login = ClientHandshakeStateMachine(
+                    settings: .init(
+                        username: "plain", passwordSHA1: sha1, database: "appdb", capabilities: capabilities,
+                        tls: .disabled))
+                let connection = try RawConnection(port: cluster.instance("s1").port)
+                var action = login.packetReceived(try connection.receive())
+                var session: ClientHandshakeStateMachine.Session?
+                while session == nil {
+                    switch action {
+                    case .send(let packet):
+                        try connection.send(packet)
+                        action = login.packetReceived(try connection.receive())
+                    case .authenticated(let established):
+                        session = established
+                    case .sendAndStartTLS, .failed:
+                        Issue.record("login failed: \(action)")
+                        return
+                    }
+                }
+                let shared = try #require(session).capabilities
+                #expect(shared.contains(.deprecateEOF) == deprecateEOF)
+
+                /// Sends one command and feeds its response to a tracker; returns the packet count and outcome.
+                func exchange(_ command: Command, _ body: [UInt8]) throws -> (Int, ResponseTracker.Outcome) {
+                    try connection.send(
+                        MySQLPacket(sequenceID: 0, payload: ByteBuffer(bytes: [command.rawValue] + body)))
+                    var tracker = ResponseTracker(command: command, capabilities: shared)
+                    var count = 0
+                    while true {
+                        let packet = try connection.receive()
+                        count += 1
+                        let outcome = tracker.serverPacket(packet.payload)
+                        if outcome != .inProgress { return (count, outcome) }
+                    }
+                }
+                let multi = try exchange(.query, Array("SELECT 1; SELECT 'a', 'b' UNION SELECT 'c', 'd'; DO 1".utf8))
+                guard case .finished = multi.1 else { Issue.record("multi: \(multi)"); continue }
+                #expect(multi.0 == (deprecateEOF ? 4 + 6 + 1 : 5 + 7 + 1))
+                let begin = try exchange(.query, Array("BEGIN".utf8))
+                guard case .finished(let flags?) = begin.1 else { Issue.record("begin: \(begin)"); continue }
+                #expect(flags.contains(.inTransaction))
+                let prepare = try exchange(.statementPrepare, Array("SELECT ? + 1, ?, NOW()".utf8))
+                #expect(prepare.1 == .finished(nil))
+                #expect(prepare.0 == 1 + 2 + 3 + (deprecateEOF ? 0 : 2))
+                let error = try exchange(.query, Array("SELEC nonsense".utf8))
+                #expect(error == (1, .finished(nil)))
+                // Still aligned: a ping gets exactly its OK.
+                let ping = try exchange(.ping, [])
+                #expect(ping.0 == 1)
+            }
+        }
+    }
+}
+
 /// A blocking TCP connection speaking MySQL packets, for tests against real servers.
 final class RawConnection {
     let fd: Int32

@@ -1,0 +1,214 @@
+public import NIOCore
+
+/// Knows where the server's response to one command ends, so a proxy can relay packets without
+/// decoding rows and know when the backend is free again (and what the final status flags were).
+///
+/// Feed it every server packet of the response in order. Handles OK/ERR answers, text and binary result
+/// sets (with or without `CLIENT_DEPRECATE_EOF`), several result sets (`SERVER_MORE_RESULTS_EXISTS`),
+/// prepared-statement responses, cursors and `COM_STMT_FETCH`, `COM_STATISTICS`, `COM_FIELD_LIST` and the
+/// `LOAD DATA LOCAL INFILE` exchange.
+public struct ResponseTracker: Sendable {
+    public enum Outcome: Hashable, Sendable {
+        /// More packets of this response follow.
+        case inProgress
+        /// The response is complete; the status flags of its last OK/EOF (nil after ERR or for responses
+        /// without flags).
+        case finished(StatusFlags?)
+        /// The server asked for a local file (`0xFB`): relay the client's file packets, then call
+        /// `clientFinishedLocalInfile()`.
+        case localInfileRequested
+        case protocolViolation(String)
+    }
+
+    private enum Phase: Sendable, Hashable {
+        /// Waiting for the first packet of a (possibly further) result.
+        case start
+        case columnDefinitions(remaining: UInt64, thenRows: Bool)
+        case columnsEOF(thenRows: Bool)
+        case rows
+        case prepareDefinitions(params: UInt64, columns: UInt64)
+        case prepareParamsEOF(columns: UInt64)
+        case prepareColumnsEOF
+        case localInfile
+        case awaitingLocalInfileResult
+        case singlePacket
+        case fieldList
+        case done
+    }
+
+    public let command: Command
+    public let capabilities: CapabilityFlags
+    private var phase: Phase
+    private var deprecateEOF: Bool { capabilities.contains(.deprecateEOF) }
+
+    /// Whether the command expects any response at all (`COM_QUIT`, `COM_STMT_CLOSE` and
+    /// `COM_STMT_SEND_LONG_DATA` do not).
+    public static func expectsResponse(_ command: Command) -> Bool {
+        switch command {
+        case .quit, .statementClose, .statementSendLongData: false
+        default: true
+        }
+    }
+
+    public init(command: Command, capabilities: CapabilityFlags) {
+        self.command = command
+        self.capabilities = capabilities
+        switch command {
+        case .statistics: phase = .singlePacket
+        case .fieldList: phase = .fieldList
+        case .statementFetch: phase = .rows  // rows of the open cursor, then EOF (or ERR)
+        default: phase = .start
+        }
+    }
+
+    public mutating func serverPacket(_ payload: ByteBuffer) -> Outcome {
+        let header = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
+        let length = payload.readableBytes
+        switch phase {
+        case .done:
+            return .protocolViolation("packet after the end of the response")
+
+        case .singlePacket:
+            phase = .done
+            return .finished(nil)  // the statistics string, or an ERR
+
+        case .fieldList:
+            if header == 0xFF { return finish(nil) }
+            if isEndOfRows(header, length) { return finish(status(payload)) }
+            return .inProgress
+
+        case .start:
+            switch header {
+            case 0x00 where command == .statementPrepare:
+                var buffer = payload
+                buffer.moveReaderIndex(forwardBy: 5)
+                guard let columns = buffer.readInteger(endianness: .little, as: UInt16.self),
+                    let params = buffer.readInteger(endianness: .little, as: UInt16.self)
+                else { return .protocolViolation("short COM_STMT_PREPARE response") }
+                return prepareNext(params: UInt64(params), columns: UInt64(columns))
+            case 0x00:
+                let flags = status(payload)
+                return flags?.contains(.moreResultsExist) == true ? .inProgress : finish(flags)
+            case 0xFF:
+                return finish(nil)
+            case 0xFB where command == .query:
+                phase = .localInfile
+                return .localInfileRequested
+            case .some:
+                var buffer = payload
+                guard let count = buffer.readLengthEncodedInteger(), count > 0 else {
+                    return .protocolViolation("bad column count")
+                }
+                phase = .columnDefinitions(remaining: count, thenRows: command != .statementPrepare)
+                return .inProgress
+            case nil:
+                return .protocolViolation("empty packet")
+            }
+
+        case .columnDefinitions(let remaining, let thenRows):
+            if remaining > 1 {
+                phase = .columnDefinitions(remaining: remaining - 1, thenRows: thenRows)
+                return .inProgress
+            }
+            if deprecateEOF {
+                return afterColumns(cursorStatus: nil)
+            }
+            phase = .columnsEOF(thenRows: thenRows)
+            return .inProgress
+
+        case .columnsEOF:
+            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after column definitions") }
+            return afterColumns(cursorStatus: status(payload))
+
+        case .rows:
+            if header == 0xFF { return finish(nil) }
+            if isEndOfRows(header, length) {
+                let flags = status(payload)
+                if flags?.contains(.moreResultsExist) == true {
+                    phase = .start
+                    return .inProgress
+                }
+                return finish(flags)
+            }
+            return .inProgress
+
+        case .prepareDefinitions(let params, let columns):
+            if params > 0 {
+                if params == 1 && !deprecateEOF {
+                    phase = .prepareParamsEOF(columns: columns)
+                    return .inProgress
+                }
+                return prepareNext(params: params - 1, columns: columns)
+            }
+            if columns == 1 && !deprecateEOF {
+                phase = .prepareColumnsEOF
+                return .inProgress
+            }
+            return prepareNext(params: 0, columns: columns - 1)
+
+        case .prepareParamsEOF(let columns):
+            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after parameters") }
+            return prepareNext(params: 0, columns: columns)
+
+        case .prepareColumnsEOF:
+            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after columns") }
+            return finish(nil)
+
+        case .localInfile:
+            return .protocolViolation("server packet while the client sends its file")
+
+        case .awaitingLocalInfileResult:
+            if header == 0xFF { return finish(nil) }
+            guard header == 0x00 else { return .protocolViolation("expected OK after LOAD DATA LOCAL") }
+            let flags = status(payload)
+            if flags?.contains(.moreResultsExist) == true {
+                phase = .start
+                return .inProgress
+            }
+            return finish(flags)
+        }
+    }
+
+    /// The client sent the empty packet that ends its file: the server answers with OK or ERR next.
+    public mutating func clientFinishedLocalInfile() {
+        if phase == .localInfile { phase = .awaitingLocalInfileResult }
+    }
+
+    private mutating func afterColumns(cursorStatus: StatusFlags?) -> Outcome {
+        guard command != .statementPrepare else { return finish(nil) }
+        // An execute that opened a cursor sends no rows now; COM_STMT_FETCH brings them.
+        if command == .statementExecute, cursorStatus?.contains(.cursorExists) == true { return finish(cursorStatus) }
+        phase = .rows
+        return .inProgress
+    }
+
+    /// Definitions still to come after a prepare response header or a group's EOF.
+    private mutating func prepareNext(params: UInt64, columns: UInt64) -> Outcome {
+        if params == 0 && columns == 0 { return finish(nil) }
+        phase = .prepareDefinitions(params: params, columns: columns)
+        return .inProgress
+    }
+
+    private mutating func finish(_ status: StatusFlags?) -> Outcome {
+        phase = .done
+        return .finished(status)
+    }
+
+    /// EOF (`0xFE`, under 9 bytes) or, with `CLIENT_DEPRECATE_EOF`, an OK packet with the `0xFE` header.
+    private func isEndOfRows(_ header: UInt8?, _ length: Int) -> Bool {
+        guard header == 0xFE else { return false }
+        return deprecateEOF ? length < 0xFF_FFFF : length < 9
+    }
+
+    /// Status flags of an OK or EOF packet.
+    private func status(_ payload: ByteBuffer) -> StatusFlags? {
+        var buffer = payload
+        guard let header = buffer.readInteger(as: UInt8.self) else { return nil }
+        if header == 0xFE && payload.readableBytes < 9 {
+            buffer.moveReaderIndex(forwardBy: 2)  // warnings
+            return buffer.readInteger(endianness: .little, as: UInt16.self).map(StatusFlags.init(rawValue:))
+        }
+        guard buffer.readLengthEncodedInteger() != nil, buffer.readLengthEncodedInteger() != nil else { return nil }
+        return buffer.readInteger(endianness: .little, as: UInt16.self).map(StatusFlags.init(rawValue:))
+    }
+}

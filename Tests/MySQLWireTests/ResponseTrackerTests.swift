@@ -1,0 +1,143 @@
+import MySQLWire
+import NIOCore
+import Testing
+
+@Suite("Response tracker")
+struct ResponseTrackerTests {
+    static func ok(_ status: StatusFlags, header: UInt8 = 0x00) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        Packets.OKPacket(status: status).encode(into: &buffer, capabilities: [.protocol41], header: header)
+        return buffer
+    }
+
+    static func eof(_ status: StatusFlags) -> ByteBuffer {
+        var buffer = ByteBuffer(bytes: [0xFE, 0x00, 0x00])
+        buffer.writeInteger(status.rawValue, endianness: .little)
+        return buffer
+    }
+
+    static let err: ByteBuffer = {
+        var buffer = ByteBuffer()
+        Packets.ErrorPacket(errorCode: 1064, sqlState: "42000", message: "syntax").encode(
+            into: &buffer, capabilities: [.protocol41])
+        return buffer
+    }()
+
+    static func columnCount(_ count: UInt64) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeLengthEncodedInteger(count)
+        return buffer
+    }
+
+    static let column = ByteBuffer(bytes: [0x03, 0x64, 0x65, 0x66, 0x00])
+    static let row = ByteBuffer(bytes: [0x01, 0x31])
+
+    /// Feeds packets; returns every outcome.
+    static func run(_ tracker: inout ResponseTracker, _ packets: [ByteBuffer]) -> [ResponseTracker.Outcome] {
+        packets.map { tracker.serverPacket($0) }
+    }
+
+    @Test("OK and ERR end a simple response; the OK's status flags are reported")
+    func okAndError() {
+        var tracker = ResponseTracker(command: .query, capabilities: [.protocol41])
+        #expect(
+            tracker.serverPacket(Self.ok([.autocommit, .inTransaction])) == .finished([.autocommit, .inTransaction]))
+        #expect(tracker.serverPacket(Self.ok([])) == .protocolViolation("packet after the end of the response"))
+        var failing = ResponseTracker(command: .ping, capabilities: [.protocol41])
+        #expect(failing.serverPacket(Self.err) == .finished(nil))
+    }
+
+    @Test("a text result set ends at the EOF after the rows, with or without CLIENT_DEPRECATE_EOF")
+    func textResultSet() {
+        var classic = ResponseTracker(command: .query, capabilities: [.protocol41])
+        let outcomes = Self.run(
+            &classic,
+            [
+                Self.columnCount(2), Self.column, Self.column, Self.eof([.autocommit]), Self.row, Self.row, Self.row,
+                Self.eof([.inTransaction]),
+            ])
+        #expect(outcomes.dropLast().allSatisfy { $0 == .inProgress })
+        #expect(outcomes.last == .finished([.inTransaction]))
+
+        var modern = ResponseTracker(command: .query, capabilities: [.protocol41, .deprecateEOF])
+        let modernOutcomes = Self.run(
+            &modern, [Self.columnCount(2), Self.column, Self.column, Self.row, Self.ok([.autocommit], header: 0xFE)])
+        #expect(modernOutcomes.last == .finished([.autocommit]))
+        #expect(modernOutcomes.dropLast().allSatisfy { $0 == .inProgress })
+    }
+
+    @Test("several result sets (multi-statements, CALL) continue while SERVER_MORE_RESULTS_EXISTS is set")
+    func multipleResults() {
+        var tracker = ResponseTracker(command: .query, capabilities: [.protocol41])
+        let outcomes = Self.run(
+            &tracker,
+            [
+                Self.columnCount(1), Self.column, Self.eof([]), Self.row, Self.eof([.moreResultsExist]),
+                Self.ok([.moreResultsExist]), Self.columnCount(1), Self.column, Self.eof([]), Self.eof([]),
+            ])
+        #expect(outcomes.last == .finished([]))
+        #expect(outcomes.dropLast().allSatisfy { $0 == .inProgress })
+        var error = ResponseTracker(command: .query, capabilities: [.protocol41])
+        #expect(Self.run(&error, [Self.ok([.moreResultsExist]), Self.err]).last == .finished(nil))
+    }
+
+    @Test("a prepare response ends after its parameter and column definitions")
+    func prepare() {
+        func header(columns: UInt16, params: UInt16) -> ByteBuffer {
+            var buffer = ByteBuffer(bytes: [0x00, 7, 0, 0, 0])
+            buffer.writeInteger(columns, endianness: .little)
+            buffer.writeInteger(params, endianness: .little)
+            buffer.writeBytes([0x00, 0x00, 0x00])
+            return buffer
+        }
+        var classic = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41])
+        let outcomes = Self.run(
+            &classic,
+            [header(columns: 1, params: 2), Self.column, Self.column, Self.eof([]), Self.column, Self.eof([])])
+        #expect(outcomes.last == .finished(nil))
+        #expect(outcomes.dropLast().allSatisfy { $0 == .inProgress })
+
+        var modern = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41, .deprecateEOF])
+        let modernOutcomes = Self.run(&modern, [header(columns: 1, params: 2), Self.column, Self.column, Self.column])
+        #expect(modernOutcomes.last == .finished(nil))
+
+        var empty = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41])
+        #expect(empty.serverPacket(header(columns: 0, params: 0)) == .finished(nil))
+        var failed = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41])
+        #expect(failed.serverPacket(Self.err) == .finished(nil))
+    }
+
+    @Test("an execute that opens a cursor ends after the column definitions; fetch ends at its EOF")
+    func cursor() {
+        var execute = ResponseTracker(command: .statementExecute, capabilities: [.protocol41])
+        let outcomes = Self.run(&execute, [Self.columnCount(1), Self.column, Self.eof([.cursorExists, .autocommit])])
+        #expect(outcomes.last == .finished([.cursorExists, .autocommit]))
+        var fetch = ResponseTracker(command: .statementFetch, capabilities: [.protocol41])
+        let binaryRow = ByteBuffer(bytes: [0x00, 0x00, 0x2A, 0x00, 0x00, 0x00])
+        #expect(Self.run(&fetch, [binaryRow, binaryRow, Self.eof([.lastRowSent])]).last == .finished([.lastRowSent]))
+    }
+
+    @Test("LOAD DATA LOCAL: the file request, the client's data, then the server's OK")
+    func localInfile() {
+        var tracker = ResponseTracker(command: .query, capabilities: [.protocol41])
+        var request = ByteBuffer(bytes: [0xFB])
+        request.writeString("/tmp/data.csv")
+        #expect(tracker.serverPacket(request) == .localInfileRequested)
+        #expect(
+            tracker.serverPacket(Self.ok([])) == .protocolViolation("server packet while the client sends its file"))
+        var again = ResponseTracker(command: .query, capabilities: [.protocol41])
+        _ = again.serverPacket(request)
+        again.clientFinishedLocalInfile()
+        #expect(again.serverPacket(Self.ok([.autocommit])) == .finished([.autocommit]))
+    }
+
+    @Test("commands without a response, and single-packet responses")
+    func shapes() {
+        #expect(!ResponseTracker.expectsResponse(.quit))
+        #expect(!ResponseTracker.expectsResponse(.statementClose))
+        #expect(!ResponseTracker.expectsResponse(.statementSendLongData))
+        #expect(ResponseTracker.expectsResponse(.statementReset))
+        var statistics = ResponseTracker(command: .statistics, capabilities: [.protocol41])
+        #expect(statistics.serverPacket(ByteBuffer(string: "Uptime: 5  Threads: 1")) == .finished(nil))
+    }
+}
