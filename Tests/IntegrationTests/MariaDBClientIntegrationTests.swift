@@ -1,7 +1,10 @@
 import Foundation
 import MariaDBClient
+import MySQLWire
 import Sandbox
+import SwitchyardConfiguration
 import Testing
+import Topology
 
 #if canImport(Glibc)
     import Glibc
@@ -82,6 +85,29 @@ extension IntegrationTests {
                 #expect(error.code == .busy)
             }
             #expect(ProcessControl.signal(s1.pid, SIGCONT, marker: s1.defaultsFile))
+        }
+    }
+
+    @Test("accounts read from mysql.user match a login and hold the stored native-password hash")
+    func readAccounts() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            let config = try cluster.config()
+            let monitor = try #require(config.credentials.monitor)
+            let password = try SecretResolver().resolve(monitor.password)
+            let connection = try await MariaDBConnection.connect(
+                ConnectionOptions(
+                    host: "127.0.0.1", port: cluster.instance("s1").port, user: monitor.user, password: password,
+                    tls: TLSOptions(mode: .verifyIdentity, caFile: cluster.manifest.caFile)))
+            let accounts = try await connection.readAccounts()
+            connection.close()
+            let app = try #require(AccountMatcher.match(user: "app", clientAddress: "127.0.0.1", in: accounts))
+            #expect(app.plugin == "mysql_native_password")
+            let stored = MySQLNativePassword.storedCredential(fromAuthenticationString: app.authenticationString)
+            #expect(
+                stored
+                    == .nativePassword(
+                        doubleSHA1: MySQLNativePassword.doubleSHA1(password: try cluster.manifest.password("app"))))
+            #expect(AccountMatcher.match(user: "app", clientAddress: "10.1.2.3", in: accounts) == nil)
         }
     }
 }

@@ -1,0 +1,84 @@
+/// A database account as the server stores it (`mysql.user`): who may log in from where, and with which
+/// authentication plugin and stored secret. The proxy verifies clients against these.
+public struct Account: Hashable, Sendable {
+    public var user: String
+    /// Host pattern: a name or IP, with `%` and `_` wildcards, or `ip/netmask`.
+    public var host: String
+    public var plugin: String
+    /// The plugin's stored secret (for `mysql_native_password`: `*` and 40 hex digits).
+    public var authenticationString: String
+
+    public init(user: String, host: String, plugin: String, authenticationString: String) {
+        self.user = user
+        self.host = host
+        self.plugin = plugin
+        self.authenticationString = authenticationString
+    }
+}
+
+/// Chooses the account a login matches, the way the server orders them: most specific host first
+/// (no wildcards, then the later the first wildcard, `%` last), named users before anonymous ones.
+public enum AccountMatcher {
+    public static func match(user: String, clientAddress: String, in accounts: [Account]) -> Account? {
+        accounts
+            .filter { ($0.user == user || $0.user.isEmpty) && hostMatches(pattern: $0.host, address: clientAddress) }
+            .min { specificity($0) < specificity($1) }
+    }
+
+    /// Lower sorts first.
+    static func specificity(_ account: Account) -> (Int, Int, Int) {
+        let host = Array(account.host)
+        let firstWildcard = host.firstIndex { $0 == "%" || $0 == "_" }
+        let hostRank = firstWildcard.map { 1_000 - $0 } ?? 0
+        return (account.host == "%" || account.host.isEmpty ? 10_000 : hostRank, account.user.isEmpty ? 1 : 0, 0)
+    }
+
+    public static func hostMatches(pattern: String, address: String) -> Bool {
+        if pattern.isEmpty || pattern == "%" { return true }
+        if let slash = pattern.firstIndex(of: "/") {
+            guard let network = ipv4(pattern[..<slash]), let mask = ipv4(pattern[pattern.index(after: slash)...]),
+                let ip = ipv4(Substring(address))
+            else { return false }
+            return ip & mask == network & mask
+        }
+        if pattern == "localhost" { return address == "127.0.0.1" || address == "::1" || address == "localhost" }
+        return like(Array(pattern.lowercased()), Array(address.lowercased()))
+    }
+
+    private static func ipv4(_ text: Substring) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for part in parts {
+            guard let byte = UInt8(part) else { return nil }
+            value = value << 8 | UInt32(byte)
+        }
+        return value
+    }
+
+    /// SQL LIKE with `%` (any run) and `_` (one character), iterative to stay linear on hostile patterns.
+    private static func like(_ pattern: [Character], _ text: [Character]) -> Bool {
+        var p = 0
+        var t = 0
+        var star: Int?
+        var mark = 0
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "_" || pattern[p] == text[t] {
+                p += 1
+                t += 1
+            } else if p < pattern.count, pattern[p] == "%" {
+                star = p
+                mark = t
+                p += 1
+            } else if let star {
+                p = star + 1
+                mark += 1
+                t = mark
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "%" { p += 1 }
+        return p == pattern.count
+    }
+}
