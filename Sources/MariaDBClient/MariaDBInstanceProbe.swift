@@ -23,8 +23,15 @@ public final class MariaDBInstanceProbe: InstanceProbe {
     public func probe(deadline: Duration) async throws -> InstanceState {
         let connection = try await usableConnection(deadline: max(deadline, .seconds(1)))
         let heartbeatTable = self.heartbeatTable
-        return try await connection.withSession(deadline: deadline) { session throws(MariaDBError) in
-            try Self.collect(session, heartbeatTable: heartbeatTable)
+        do {
+            return try await connection.withSession(deadline: deadline) { session throws(MariaDBError) in
+                try Self.collect(session, heartbeatTable: heartbeatTable)
+            }
+        } catch {
+            // Start the next probe on a fresh session: a server-side error (a missing grant, say) may be
+            // fixed by then, and MariaDB applies privilege changes to new connections only.
+            connection.close()
+            throw error
         }
     }
 

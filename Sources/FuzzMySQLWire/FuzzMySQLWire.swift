@@ -1,0 +1,90 @@
+import MySQLWire
+import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// libFuzzer entry point: arbitrary bytes through the framing decoder, every packet decoder and the
+/// server handshake state machine. Built with `scripts/fuzz` (`-sanitize=fuzzer,address`); in a normal
+/// build the executable replays files given as arguments (a corpus or a crash) through the same code.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
+    let bytes = ByteBuffer(bytes: UnsafeBufferPointer(start: data, count: size))
+
+    var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
+    var stream = bytes
+    var packets: [MySQLPacket] = []
+    do {
+        while let packet = try decoder.decode(buffer: &stream) { packets.append(packet) }
+        _ = try decoder.decodeLast(buffer: &stream, seenEOF: true)
+    } catch {}
+
+    let capabilities: CapabilityFlags = [
+        .protocol41, .secureConnection, .pluginAuth, .connectWithDB, .connectAttributes,
+        .pluginAuthLengthEncodedClientData, .sessionTrack, .ssl, .deprecateEOF,
+    ]
+    _ = try? Packets.HandshakeV10.decode(bytes)
+    _ = try? Packets.HandshakeResponse41.decode(bytes, serverCapabilities: capabilities)
+    _ = try? Packets.OKPacket.decode(bytes, capabilities: capabilities)
+    _ = try? Packets.ErrorPacket.decode(bytes, capabilities: capabilities)
+    _ = Packets.AuthSwitchRequest.decode(bytes)
+
+    var machine = ServerHandshakeStateMachine(
+        settings: .init(
+            serverVersion: "fuzz", connectionID: 1, scramble: Array(1...20), capabilities: capabilities,
+            clientHost: "127.0.0.1"))
+    _ = machine.start()
+    for packet in packets.prefix(4) {
+        switch machine.packetReceived(packet) {
+        case .lookUpCredential:
+            _ = machine.credentialLookedUp(.nativePassword(doubleSHA1: Array(repeating: 7, count: 20)))
+        case .startTLS: _ = machine.tlsEstablished()
+        case .send, .authenticated, .failAndClose, .wait: break
+        }
+    }
+    var tracker = ResponseTracker(command: .query, capabilities: capabilities)
+    for packet in packets { _ = tracker.serverPacket(packet.payload) }
+    return 0
+}
+
+#if FUZZING
+    /// libFuzzer's driver, which parses its own options and calls `fuzzOne` for every input.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    @main
+    enum FuzzDriver {
+        static func main() {
+            var argc = CommandLine.argc
+            var argv = CommandLine.unsafeArgv
+            exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOne))
+        }
+    }
+#else
+    @main
+    enum ReplayCorpus {
+        static func main() {
+            for path in CommandLine.arguments.dropFirst() {
+                guard let file = fopen(path, "rb") else {
+                    print("cannot open \(path)")
+                    exit(1)
+                }
+                var bytes: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let count = fread(&chunk, 1, chunk.count, file)
+                    if count <= 0 { break }
+                    bytes.append(contentsOf: chunk[0..<count])
+                }
+                fclose(file)
+                _ = bytes.withUnsafeBufferPointer { fuzzOne($0.baseAddress, $0.count) }
+            }
+        }
+    }
+#endif
