@@ -45,14 +45,23 @@ extension IntegrationTests {
                 #expect(error.sqlState == "28000")
             }
 
-            // A CA that did not sign the server's certificate: refused, not downgraded.
-            var wrongCA = options
-            wrongCA.tls.caFile = cluster.manifest.directory + "/tls/server.pem"
-            do {
-                _ = try await MariaDBConnection.connect(wrongCA)
-                Issue.record("connected although the certificate cannot be verified")
-            } catch let error as MariaDBError {
-                #expect(error.code == .tls || error.code == .connect)
+            // A CA that did not sign the server's certificate: refused, not downgraded, also under
+            // verify_ca (libmariadb verifies the chain whenever a CA is given; only the host check is off).
+            for mode in [TLSMode.verifyIdentity, .verifyCA] {
+                var wrongCA = options
+                wrongCA.tls.mode = mode
+                wrongCA.tls.caFile = cluster.manifest.directory + "/tls/server.pem"
+                do {
+                    _ = try await MariaDBConnection.connect(wrongCA)
+                    Issue.record("\(mode): connected although the certificate cannot be verified")
+                } catch let error as MariaDBError {
+                    #expect(error.code == .tls || error.code == .connect)
+                }
+                var rightCA = options
+                rightCA.tls.mode = mode
+                let verified = try await MariaDBConnection.connect(rightCA)
+                #expect(try await verified.cipher() != nil)
+                verified.close()
             }
 
             // Plaintext to an account that requires TLS is refused by the server.
