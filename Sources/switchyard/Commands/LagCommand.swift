@@ -17,14 +17,14 @@ struct LagCommand: AsyncParsableCommand {
     struct Document: Encodable {
         struct Replica: Encodable {
             var name: String
-            var lagSeconds: Double?
-            var p50: Double?
-            var p99: Double?
-            var max: Double?
-            var transactionsBehind: UInt64?
-            var secondsBehindMaster: Int?
-            var ioRunning: String?
-            var sqlRunning: String?
+            @ExplicitNull var lagSeconds: Double?
+            @ExplicitNull var p50: Double?
+            @ExplicitNull var p99: Double?
+            @ExplicitNull var max: Double?
+            @ExplicitNull var transactionsBehind: UInt64?
+            @ExplicitNull var secondsBehindMaster: Int?
+            @ExplicitNull var ioRunning: String?
+            @ExplicitNull var sqlRunning: String?
 
             enum CodingKeys: String, CodingKey {
                 case name, p50, p99, max
@@ -33,19 +33,6 @@ struct LagCommand: AsyncParsableCommand {
                 case secondsBehindMaster = "seconds_behind_master"
                 case ioRunning = "io_running"
                 case sqlRunning = "sql_running"
-            }
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(name, forKey: .name)
-                try container.encode(lagSeconds, forKey: .lagSeconds)
-                try container.encode(p50, forKey: .p50)
-                try container.encode(p99, forKey: .p99)
-                try container.encode(max, forKey: .max)
-                try container.encode(transactionsBehind, forKey: .transactionsBehind)
-                try container.encode(secondsBehindMaster, forKey: .secondsBehindMaster)
-                try container.encode(ioRunning, forKey: .ioRunning)
-                try container.encode(sqlRunning, forKey: .sqlRunning)
             }
         }
         var replicas: [Replica]

@@ -72,22 +72,12 @@ struct SandboxCommand: AsyncParsableCommand {
             struct Instance: Encodable {
                 var name: String
                 var port: Int
-                var pid: Int32?
+                @ExplicitNull var pid: Int32?
                 var socket: String
                 var datadir: String
                 var role: String
 
                 enum CodingKeys: String, CodingKey { case name, port, pid, socket, datadir, role }
-
-                func encode(to encoder: any Encoder) throws {
-                    var container = encoder.container(keyedBy: CodingKeys.self)
-                    try container.encode(name, forKey: .name)
-                    try container.encode(port, forKey: .port)
-                    try container.encode(pid, forKey: .pid)
-                    try container.encode(socket, forKey: .socket)
-                    try container.encode(datadir, forKey: .datadir)
-                    try container.encode(role, forKey: .role)
-                }
             }
             var config: String
             var instances: [Instance]

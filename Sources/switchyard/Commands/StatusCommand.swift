@@ -18,12 +18,12 @@ struct StatusCommand: AsyncParsableCommand {
             var name: String
             var address: String
             var role: String
-            var readOnly: Bool?
-            var gtidCurrentPos: String?
-            var source: String?
-            var ioRunning: String?
-            var sqlRunning: String?
-            var lastError: String?
+            @ExplicitNull var readOnly: Bool?
+            @ExplicitNull var gtidCurrentPos: String?
+            @ExplicitNull var source: String?
+            @ExplicitNull var ioRunning: String?
+            @ExplicitNull var sqlRunning: String?
+            @ExplicitNull var lastError: String?
 
             enum CodingKeys: String, CodingKey {
                 case name, address, role, source
@@ -32,19 +32,6 @@ struct StatusCommand: AsyncParsableCommand {
                 case ioRunning = "io_running"
                 case sqlRunning = "sql_running"
                 case lastError = "last_error"
-            }
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(name, forKey: .name)
-                try container.encode(address, forKey: .address)
-                try container.encode(role, forKey: .role)
-                try container.encode(readOnly, forKey: .readOnly)
-                try container.encode(gtidCurrentPos, forKey: .gtidCurrentPos)
-                try container.encode(source, forKey: .source)
-                try container.encode(ioRunning, forKey: .ioRunning)
-                try container.encode(sqlRunning, forKey: .sqlRunning)
-                try container.encode(lastError, forKey: .lastError)
             }
         }
         var servers: [Server]
