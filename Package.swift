@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -51,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "SwitchyardConfiguration",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: ["Topology", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .target(name: "Sandbox", swiftSettings: swiftSettings),
@@ -60,6 +61,21 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SQLProxy",
+            dependencies: [
+                "MySQLWire", "Topology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -75,7 +91,7 @@ let package = Package(
         .target(
             name: "SwitchyardServer",
             dependencies: [
-                "Topology", "MariaDBClient", "Monitor", "SwitchyardConfiguration", "AdminHTTP",
+                "Topology", "MariaDBClient", "Monitor", "SwitchyardConfiguration", "AdminHTTP", "SQLProxy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -118,6 +134,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "SQLProxyTests",
+            dependencies: [
+                "SQLProxy", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration"],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -129,7 +153,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Sandbox", "MariaDBClient", "Monitor", "Topology", "SwitchyardConfiguration", "SwitchyardServer",
-                "TestSupport", "MySQLWire", .product(name: "NIOCore", package: "swift-nio"),
+                "TestSupport", "MySQLWire", "SQLProxy", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -34,6 +34,7 @@ public enum AdminServer {
         settings: Settings,
         registry: PrometheusCollectorRegistry,
         snapshot: @escaping @Sendable () async -> ClusterSnapshot,
+        proxyStatus: @escaping @Sendable () -> StatusDocument.Proxy? = { nil },
         logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
@@ -44,7 +45,7 @@ public enum AdminServer {
         router.add(middleware: BearerTokenMiddleware(token: settings.token, openPaths: ["/healthz"]))
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/v1/status") { _, _ -> Response in
-            try json(StatusDocument(await snapshot()))
+            try json(StatusDocument(await snapshot(), proxy: proxyStatus()))
         }
         router.get("/v1/lag") { _, _ -> Response in
             try json(LagDocument(await snapshot(), window: settings.lagWindow))

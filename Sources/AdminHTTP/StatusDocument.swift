@@ -63,13 +63,55 @@ public struct StatusDocument: Codable, Hashable, Sendable {
     public var generatedAtMillis: Int64
     public var servers: [Server]
     public var anomalies: [Finding]
+    /// The SQL proxy's counters; null when the proxy is not enabled.
+    public var proxy: Proxy?
+
+    /// The SQL proxy's counters since the controller started.
+    public struct Proxy: Codable, Hashable, Sendable {
+        public var listen: String
+        public var primary: String?
+        public var connectionsCurrent: Int
+        public var connectionsTotal: Int
+        public var statementsTotal: Int
+        public var bytesFromClients: Int
+        public var bytesToClients: Int
+        public var errorsTotal: Int
+        public var failedLogins: Int
+
+        public init(
+            listen: String, primary: String?, connectionsCurrent: Int, connectionsTotal: Int, statementsTotal: Int,
+            bytesFromClients: Int, bytesToClients: Int, errorsTotal: Int, failedLogins: Int
+        ) {
+            self.listen = listen
+            self.primary = primary
+            self.connectionsCurrent = connectionsCurrent
+            self.connectionsTotal = connectionsTotal
+            self.statementsTotal = statementsTotal
+            self.bytesFromClients = bytesFromClients
+            self.bytesToClients = bytesToClients
+            self.errorsTotal = errorsTotal
+            self.failedLogins = failedLogins
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case listen, primary
+            case connectionsCurrent = "connections_current"
+            case connectionsTotal = "connections_total"
+            case statementsTotal = "statements_total"
+            case bytesFromClients = "bytes_from_clients"
+            case bytesToClients = "bytes_to_clients"
+            case errorsTotal = "errors_total"
+            case failedLogins = "failed_logins"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case cluster, epoch, primary, servers, anomalies
+        case cluster, epoch, primary, servers, anomalies, proxy
         case generatedAtMillis = "generated_at_ms"
     }
 
-    public init(_ snapshot: ClusterSnapshot) {
+    public init(_ snapshot: ClusterSnapshot, proxy: Proxy? = nil) {
+        self.proxy = proxy
         cluster = snapshot.cluster
         epoch = snapshot.epoch
         primary = snapshot.primary

@@ -44,6 +44,8 @@ public struct ClientHandshakeStateMachine: Sendable {
         public var serverVersion: String
         public var capabilities: CapabilityFlags
         public var status: StatusFlags
+        /// The server's greeting scramble (`COM_CHANGE_USER` answers it again).
+        public var scramble: [UInt8]
     }
 
     public enum Failure: Hashable, Sendable {
@@ -120,7 +122,7 @@ public struct ClientHandshakeStateMachine: Sendable {
                 return .authenticated(
                     Session(
                         connectionID: greeting.connectionID, serverVersion: greeting.serverVersion,
-                        capabilities: shared, status: ok.status))
+                        capabilities: shared, status: ok.status, scramble: greeting.scramble))
             case 0xFF:
                 return fail(errorFrom(packet, capabilities: shared))
             case 0xFE where !switched:

@@ -1,5 +1,5 @@
 /// Command bytes of the command phase (the first byte of a client packet with sequence id 0).
-public enum Command: UInt8, Hashable, Sendable {
+public enum Command: UInt8, Hashable, Sendable, CaseIterable {
     case sleep = 0x00
     case quit = 0x01
     case initDB = 0x02
@@ -34,4 +34,16 @@ public enum Command: UInt8, Hashable, Sendable {
     case resetConnection = 0x1F
     /// MariaDB array binding.
     case statementBulkExecute = 0xFA
+
+    /// The label used in metrics: `COM_QUERY` → `query`, `COM_STMT_EXECUTE` → `stmt_execute`.
+    public var metricName: String {
+        var name = ""
+        var previousWasLower = false
+        for character in "\(self)" {
+            if character.isUppercase && previousWasLower { name += "_" }
+            name += character.lowercased()
+            previousWasLower = character.isLowercase
+        }
+        return name.hasPrefix("statement") ? "stmt" + name.dropFirst("statement".count) : name
+    }
 }

@@ -36,6 +36,9 @@ public struct ResponseTracker: Sendable {
         case done
     }
 
+    /// How many leading bytes of a packet `serverPacket(prefix:length:)` looks at, at most.
+    public static let prefixLength = 32
+
     public let command: Command
     public let capabilities: CapabilityFlags
     private var phase: Phase
@@ -62,8 +65,14 @@ public struct ResponseTracker: Sendable {
     }
 
     public mutating func serverPacket(_ payload: ByteBuffer) -> Outcome {
+        serverPacket(prefix: payload, length: payload.readableBytes)
+    }
+
+    /// The tracker needs only the first `ResponseTracker.prefixLength` bytes of a packet (or all of a
+    /// shorter one) and the packet's length, so a relay can stream large packets without holding them.
+    /// For a packet split into 16 MiB chunks, feed the first chunk only, with its chunk length.
+    public mutating func serverPacket(prefix payload: ByteBuffer, length: Int) -> Outcome {
         let header = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
-        let length = payload.readableBytes
         switch phase {
         case .done:
             return .protocolViolation("packet after the end of the response")
@@ -74,7 +83,7 @@ public struct ResponseTracker: Sendable {
 
         case .fieldList:
             if header == 0xFF { return finish(nil) }
-            if isEndOfRows(header, length) { return finish(status(payload)) }
+            if isEndOfRows(header, length) { return finish(status(payload, length: length)) }
             return .inProgress
 
         case .start:
@@ -87,7 +96,7 @@ public struct ResponseTracker: Sendable {
                 else { return .protocolViolation("short COM_STMT_PREPARE response") }
                 return prepareNext(params: UInt64(params), columns: UInt64(columns))
             case 0x00:
-                let flags = status(payload)
+                let flags = status(payload, length: length)
                 return flags?.contains(.moreResultsExist) == true ? .inProgress : finish(flags)
             case 0xFF:
                 return finish(nil)
@@ -118,12 +127,12 @@ public struct ResponseTracker: Sendable {
 
         case .columnsEOF:
             guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after column definitions") }
-            return afterColumns(cursorStatus: status(payload))
+            return afterColumns(cursorStatus: status(payload, length: length))
 
         case .rows:
             if header == 0xFF { return finish(nil) }
             if isEndOfRows(header, length) {
-                let flags = status(payload)
+                let flags = status(payload, length: length)
                 if flags?.contains(.moreResultsExist) == true {
                     phase = .start
                     return .inProgress
@@ -160,7 +169,7 @@ public struct ResponseTracker: Sendable {
         case .awaitingLocalInfileResult:
             if header == 0xFF { return finish(nil) }
             guard header == 0x00 else { return .protocolViolation("expected OK after LOAD DATA LOCAL") }
-            let flags = status(payload)
+            let flags = status(payload, length: length)
             if flags?.contains(.moreResultsExist) == true {
                 phase = .start
                 return .inProgress
@@ -201,10 +210,10 @@ public struct ResponseTracker: Sendable {
     }
 
     /// Status flags of an OK or EOF packet.
-    private func status(_ payload: ByteBuffer) -> StatusFlags? {
+    private func status(_ payload: ByteBuffer, length: Int) -> StatusFlags? {
         var buffer = payload
         guard let header = buffer.readInteger(as: UInt8.self) else { return nil }
-        if header == 0xFE && payload.readableBytes < 9 {
+        if header == 0xFE && length < 9 {
             buffer.moveReaderIndex(forwardBy: 2)  // warnings
             return buffer.readInteger(endianness: .little, as: UInt16.self).map(StatusFlags.init(rawValue:))
         }

@@ -150,6 +150,13 @@ public struct ServerHandshakeStateMachine: Sendable {
         return .wait
     }
 
+    /// Whether `credential` accepts the client's answer, without changing state: lets the handler refresh
+    /// a stale account store and look again before it decides (a password changed a moment ago).
+    public func verifies(_ credential: StoredCredential?) -> Bool {
+        guard case .awaitingCredential(_, let answer, _, _) = state, let credential else { return false }
+        return method.verify(response: answer, scramble: settings.scramble, credential: credential)
+    }
+
     /// The account store's answer: nil when there is no such account (the same error as a wrong password).
     public mutating func credentialLookedUp(_ credential: StoredCredential?) -> Action {
         guard case .awaitingCredential(let response, let answer, let tls, let sequenceID) = state else {

@@ -12,12 +12,17 @@ public struct Sandbox: Sendable {
         public var basePort: Int
         public var directory: String
         public var adminPort: Int
+        /// The SQL proxy's port in the generated config.
+        public var proxyPort: Int
 
-        public init(servers: Int = 3, basePort: Int = 3311, directory: String, adminPort: Int = 6080) {
+        public init(
+            servers: Int = 3, basePort: Int = 3311, directory: String, adminPort: Int = 6080, proxyPort: Int = 6033
+        ) {
             self.servers = servers
             self.basePort = basePort
             self.directory = directory
             self.adminPort = adminPort
+            self.proxyPort = proxyPort
         }
     }
 
@@ -110,7 +115,8 @@ public struct Sandbox: Sendable {
 
         var manifest = SandboxManifest(
             config: directory + "/switchyard.yaml", directory: directory, instances: instances, secrets: secrets,
-            caFile: tls.ca, adminPort: options.adminPort)
+            caFile: tls.ca, adminPort: options.adminPort, proxyPort: options.proxyPort,
+            certificateFile: tls.certificate, keyFile: tls.key)
         try manifest.save()
         for index in manifest.instances.indices {
             manifest.instances[index].pid = try start(manifest.instances[index], tools: tools)
@@ -197,6 +203,8 @@ public struct Sandbox: Sendable {
             "read_only=ON",
             "slave_net_timeout=4",
             "max_connections=1000",
+            "max_allowed_packet=64M",
+            "local_infile=ON",
             "ssl_ca=\(tls.ca)",
             "ssl_cert=\(tls.certificate)",
             "ssl_key=\(tls.key)",
@@ -355,6 +363,13 @@ public struct Sandbox: Sendable {
             admin:
               listen: 127.0.0.1:\(manifest.adminPort)
               token_file: \(manifest.secrets["admin"] ?? "")
+            proxy:
+              listen: 127.0.0.1:\(manifest.proxyPort ?? 6033)
+              routing: primary
+              tls:
+                cert_file: \(manifest.certificateFile ?? "")
+                key_file: \(manifest.keyFile ?? "")
+              backend_tls: verify_identity
 
             """
         try text.write(toFile: manifest.config, atomically: true, encoding: .utf8)

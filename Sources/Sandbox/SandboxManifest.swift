@@ -27,11 +27,18 @@ public struct SandboxManifest: Codable, Hashable, Sendable {
     public var secrets: [String: String]
     public var caFile: String
     public var adminPort: Int
+    /// The SQL proxy's port and certificate in the generated config (absent in older manifests).
+    public var proxyPort: Int?
+    public var certificateFile: String?
+    public var keyFile: String?
 
     enum CodingKeys: String, CodingKey {
         case config, directory, instances, secrets
         case caFile = "ca_file"
         case adminPort = "admin_port"
+        case proxyPort = "proxy_port"
+        case certificateFile = "cert_file"
+        case keyFile = "key_file"
     }
 
     static func path(in directory: String) -> String { directory + "/sandbox.json" }

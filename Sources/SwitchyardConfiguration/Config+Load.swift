@@ -1,4 +1,5 @@
 public import Foundation
+import Topology
 import Yams
 
 extension Config {
@@ -49,7 +50,9 @@ extension Config {
         }
         let top = reader.mapping(
             root, "",
-            allowed: ["version", "cluster", "servers", "credentials", "tls", "monitor", "heartbeat", "lag", "admin"])
+            allowed: [
+                "version", "cluster", "servers", "credentials", "tls", "monitor", "heartbeat", "lag", "admin", "proxy",
+            ])
         if let node = top["version"] {
             if let version = reader.int(node, "version", in: 1...Int.max) {
                 if version != Config.currentVersion {
@@ -159,6 +162,98 @@ extension Config {
             }
         }
         admin.token = absolute(reader.secret(adminFields, "admin", prefix: "token", required: false))
+
+        if let node = top["proxy"] {
+            proxy = Self.readProxy(node, reader: &reader, absolute: absolute)
+        }
+    }
+
+    private static func readProxy(_ node: Node, reader: inout ConfigReader, absolute: (String?) -> String?) -> Proxy? {
+        let fields = reader.mapping(
+            node, "proxy",
+            allowed: [
+                "enabled", "listen", "routing", "tls", "require_tls", "backend_tls", "max_connections",
+                "handshake_timeout", "max_packet_size", "allowed_networks", "users", "account_refresh_interval",
+                "auth_throttle", "backend_connect_timeout",
+            ])
+        var proxy = Proxy()
+        let enabled = reader.bool(fields["enabled"], "proxy.enabled") ?? true
+        if let listen = reader.string(fields["listen"], "proxy.listen") {
+            if let (host, port) = splitHostPort(listen) {
+                proxy.host = host
+                proxy.port = port
+            } else {
+                reader.fail("proxy.listen", "expected host:port like 127.0.0.1:6033, got '\(listen)'")
+            }
+        }
+        if let routing = reader.enumeration(fields["routing"], "proxy.routing", as: Proxy.Routing.self) {
+            proxy.routing = routing
+        }
+        let tlsFields = reader.mapping(fields["tls"], "proxy.tls", allowed: ["cert_file", "key_file"])
+        proxy.certFile = absolute(reader.string(tlsFields["cert_file"], "proxy.tls.cert_file"))
+        proxy.keyFile = absolute(reader.string(tlsFields["key_file"], "proxy.tls.key_file"))
+        if let value = reader.bool(fields["require_tls"], "proxy.require_tls") { proxy.requireTLS = value }
+        if let mode = reader.enumeration(fields["backend_tls"], "proxy.backend_tls", as: Proxy.BackendTLSMode.self) {
+            proxy.backendTLS = mode
+        }
+        if let value = reader.int(fields["max_connections"], "proxy.max_connections", in: 1...1_000_000) {
+            proxy.maxConnections = value
+        }
+        if let value = reader.duration(
+            fields["handshake_timeout"], "proxy.handshake_timeout", min: .milliseconds(100), max: .seconds(3600))
+        {
+            proxy.handshakeTimeout = value
+        }
+        if let value = reader.duration(
+            fields["backend_connect_timeout"], "proxy.backend_connect_timeout", min: .milliseconds(100),
+            max: .seconds(300))
+        {
+            proxy.backendConnectTimeout = value
+        }
+        if let value = reader.int(fields["max_packet_size"], "proxy.max_packet_size", in: 1024...(1 << 30)) {
+            proxy.maxPacketSize = value
+        }
+        proxy.allowedNetworks = readNetworks(fields["allowed_networks"], "proxy.allowed_networks", reader: &reader)
+        if let users = fields["users"] {
+            let names = reader.mappingKeys(users, "proxy.users")
+            for (name, value) in names {
+                let path = "proxy.users.\(name)"
+                let userFields = reader.mapping(value, path, allowed: ["allowed_networks"])
+                proxy.userNetworks[name] = readNetworks(
+                    userFields["allowed_networks"], "\(path).allowed_networks", reader: &reader)
+            }
+        }
+        if let value = reader.duration(
+            fields["account_refresh_interval"], "proxy.account_refresh_interval", min: .seconds(1),
+            max: .seconds(86_400))
+        {
+            proxy.accountRefreshInterval = value
+        }
+        let throttle = reader.mapping(
+            fields["auth_throttle"], "proxy.auth_throttle", allowed: ["max_failures", "window"])
+        if let value = reader.int(throttle["max_failures"], "proxy.auth_throttle.max_failures", in: 0...1_000_000) {
+            proxy.authThrottleMaxFailures = value
+        }
+        if let value = reader.duration(
+            throttle["window"], "proxy.auth_throttle.window", min: .seconds(1), max: .seconds(86_400))
+        {
+            proxy.authThrottleWindow = value
+        }
+        return enabled ? proxy : nil
+    }
+
+    private static func readNetworks(_ node: Node?, _ path: String, reader: inout ConfigReader) -> [CIDR] {
+        guard let list = reader.sequence(node, path) else { return [] }
+        var networks: [CIDR] = []
+        for (index, item) in list.enumerated() {
+            guard let text = reader.string(item, "\(path)[\(index)]") else { continue }
+            if let network = CIDR(text) {
+                networks.append(network)
+            } else {
+                reader.fail("\(path)[\(index)]", "expected a network like 10.0.0.0/8 or an address, got '\(text)'")
+            }
+        }
+        return networks
     }
 
     static func splitHostPort(_ text: String) -> (String, Int)? {
@@ -202,6 +297,23 @@ extension Config {
         }
         if (tls.certFile == nil) != (tls.keyFile == nil) {
             reader.fail("tls", "cert_file and key_file go together")
+        }
+        if let proxy {
+            if (proxy.certFile == nil) != (proxy.keyFile == nil) {
+                reader.fail("proxy.tls", "cert_file and key_file go together")
+            }
+            if proxy.requireTLS && proxy.certFile == nil {
+                reader.fail("proxy.require_tls", "needs proxy.tls.cert_file and proxy.tls.key_file")
+            }
+            if proxy.backendTLS == .verifyCA || proxy.backendTLS == .verifyIdentity, tls.caFile == nil {
+                reader.fail(
+                    "proxy.backend_tls",
+                    "\(proxy.backendTLS.rawValue) verifies against tls.ca_file, which is missing "
+                        + "(or set proxy.backend_tls: disabled explicitly)")
+            }
+            if proxy.host == admin.host && proxy.port == admin.port {
+                reader.fail("proxy.listen", "is the same address as admin.listen")
+            }
         }
         if !Self.isLoopback(admin.host) && admin.token == nil {
             reader.fail(

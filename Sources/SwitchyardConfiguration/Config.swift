@@ -1,5 +1,7 @@
 /// Switchyard's configuration, version 1. Read with `Config.load(path:)`; every field has a default
 /// except the server list and credentials. See `config/switchyard.example.yaml` for every key.
+public import Topology
+
 public struct Config: Hashable, Sendable {
     public static let currentVersion = 1
 
@@ -12,6 +14,8 @@ public struct Config: Hashable, Sendable {
     public var heartbeat = Heartbeat()
     public var lag = Lag()
     public var admin = Admin()
+    /// The SQL proxy; nil when the config has no `proxy` section (or says `enabled: false`).
+    public var proxy: Proxy?
 
     public init() {}
 
@@ -87,6 +91,47 @@ public struct Config: Hashable, Sendable {
         public var port = 6080
         /// Bearer token for everything but /healthz; required when listening beyond loopback.
         public var token: Secret?
+    }
+}
+
+extension Config {
+    /// The SQL proxy in front of the cluster.
+    public struct Proxy: Hashable, Sendable {
+        public enum Routing: String, Hashable, Sendable, CaseIterable {
+            /// Every statement to the primary.
+            case primary
+        }
+
+        public enum BackendTLSMode: String, Hashable, Sendable, CaseIterable {
+            case disabled, required
+            case verifyCA = "verify_ca"
+            case verifyIdentity = "verify_identity"
+        }
+
+        public var host = "127.0.0.1"
+        public var port = 6033
+        public var routing: Routing = .primary
+        /// The proxy's certificate and key for clients (TLS via SSLRequest); nil offers no TLS to clients.
+        public var certFile: String?
+        public var keyFile: String?
+        /// Refuse plaintext logins (needs `cert_file`/`key_file`).
+        public var requireTLS = false
+        /// TLS from the proxy to the databases; `disabled` must be said explicitly. Verifies against
+        /// the top-level `tls.ca_file`.
+        public var backendTLS: BackendTLSMode = .verifyIdentity
+        public var maxConnections = 1_000
+        public var handshakeTimeout: Duration = .seconds(10)
+        public var maxPacketSize = 64 * 1024 * 1024
+        /// CIDR networks clients may connect from; empty allows every address.
+        public var allowedNetworks: [CIDR] = []
+        /// Per user name: networks that user may log in from.
+        public var userNetworks: [String: [CIDR]] = [:]
+        public var accountRefreshInterval: Duration = .seconds(30)
+        /// Failed logins per user and client address within `authThrottleWindow` before further attempts
+        /// are refused for the rest of the window; 0 (the default) never throttles.
+        public var authThrottleMaxFailures = 0
+        public var authThrottleWindow: Duration = .seconds(60)
+        public var backendConnectTimeout: Duration = .seconds(5)
     }
 }
 

@@ -34,6 +34,23 @@ struct ConfigReader {
         return result
     }
 
+    /// The entries of a mapping whose keys are names chosen by the user (user names, for example).
+    mutating func mappingKeys(_ node: Node, _ path: String) -> [(String, Node)] {
+        guard let mapping = node.mapping else {
+            fail(path, "expected a mapping of names")
+            return []
+        }
+        var result: [(String, Node)] = []
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                fail(path, "keys must be strings")
+                continue
+            }
+            result.append((key, value))
+        }
+        return result
+    }
+
     mutating func sequence(_ node: Node?, _ path: String) -> [Node]? {
         guard let node else { return nil }
         guard let sequence = node.sequence else {

@@ -3,6 +3,7 @@ public import Logging
 import MariaDBClient
 public import Monitor
 public import Prometheus
+public import SQLProxy
 public import ServiceLifecycle
 public import SwitchyardConfiguration
 public import Topology
@@ -16,6 +17,8 @@ public struct Controller: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let monitor: MonitorService
     public let logger: Logger
+    /// The SQL proxy, when the config enables it.
+    public let proxy: ProxyService?
     private let adminToken: String?
 
     public struct StartupError: Error, CustomStringConvertible {
@@ -48,7 +51,7 @@ public struct Controller: Sendable {
             mode: TLSMode(rawValue: config.tls.mode.rawValue) ?? .verifyIdentity, caFile: config.tls.caFile,
             certificateFile: config.tls.certFile, keyFile: config.tls.keyFile)
         let monitorSettings = config.monitor
-        @Sendable func options(_ server: ServerIdentity, user: String, password: String) -> ConnectionOptions {
+        @Sendable func options(_ server: ServerIdentity, _ user: String, _ password: String) -> ConnectionOptions {
             ConnectionOptions(
                 host: server.host, port: server.port, user: user, password: password, tls: tls,
                 connectTimeout: monitorSettings.connectTimeout, readTimeout: monitorSettings.readTimeout,
@@ -60,7 +63,7 @@ public struct Controller: Sendable {
             ServerPoller(
                 probe: MariaDBInstanceProbe(
                     server: server,
-                    options: options(server, user: monitorCredential.user, password: monitorPassword),
+                    options: options(server, monitorCredential.user, monitorPassword),
                     heartbeatTable: heartbeatTable),
                 store: store, interval: monitorSettings.probeInterval, timeout: monitorSettings.probeTimeout,
                 logger: logger)
@@ -69,17 +72,73 @@ public struct Controller: Sendable {
         if config.heartbeat.enabled, let credential = config.credentials.heartbeat {
             let password = try secret(credential.password, "credentials.heartbeat")
             let writer = MariaDBHeartbeatWriter(schema: config.heartbeat.schema, table: config.heartbeat.table) {
-                server in options(server, user: credential.user, password: password)
+                server in options(server, credential.user, password)
             }
             heartbeat = HeartbeatLoop(
                 writer: writer, store: store, interval: config.heartbeat.interval,
                 timeout: min(config.heartbeat.interval * 4, monitorSettings.readTimeout), logger: logger)
         }
         self.monitor = MonitorService(store: store, pollers: pollers, heartbeat: heartbeat, logger: logger)
+        self.proxy = try Self.makeProxy(
+            config: config, store: store, registry: registry, logger: logger, monitorUser: monitorCredential.user,
+            monitorPassword: monitorPassword, options: options)
         self.adminToken = try config.admin.token.map { token throws(StartupError) in
             let value = try secret(token, "admin token")
             if value.isEmpty { throw StartupError(description: "admin token from \(token) is empty") }
             return value
+        }
+    }
+
+    private static func makeProxy(
+        config: Config, store: TopologyStore, registry: PrometheusCollectorRegistry, logger: Logger,
+        monitorUser: String, monitorPassword: String,
+        options: @escaping @Sendable (ServerIdentity, String, String) -> ConnectionOptions
+    ) throws(StartupError) -> ProxyService? {
+        guard let proxy = config.proxy else { return nil }
+        var settings = ProxySettings()
+        settings.host = proxy.host
+        settings.port = proxy.port
+        settings.requireTLS = proxy.requireTLS
+        if let cert = proxy.certFile, let key = proxy.keyFile {
+            settings.serverTLS = .init(certificateFile: cert, keyFile: key)
+        }
+        switch proxy.backendTLS {
+        case .disabled: settings.backendTLS = .disabled
+        case .required: settings.backendTLS = .unverified
+        case .verifyCA: settings.backendTLS = .verified(caFile: config.tls.caFile ?? "", verifyHostname: false)
+        case .verifyIdentity: settings.backendTLS = .verified(caFile: config.tls.caFile ?? "", verifyHostname: true)
+        }
+        settings.maxConnections = proxy.maxConnections
+        settings.handshakeTimeout = proxy.handshakeTimeout
+        settings.allowedNetworks = proxy.allowedNetworks
+        settings.userNetworks = proxy.userNetworks
+        settings.maxPacketSize = proxy.maxPacketSize
+        settings.authThrottleMaxFailures = proxy.authThrottleMaxFailures
+        settings.authThrottleWindow = proxy.authThrottleWindow
+        settings.backendConnectTimeout = proxy.backendConnectTimeout
+
+        let currentPrimary: @Sendable () async -> ProxyService.Primary? = {
+            let snapshot = await store.snapshot(nowMicros: WallClock.system.nowMicros())
+            guard let view = snapshot.servers.first(where: { $0.identity.name == snapshot.primary }) else { return nil }
+            return ProxyService.Primary(server: view.identity, version: view.state?.version)
+        }
+        // The accounts come from the primary's mysql.user, read with the monitor account.
+        let accounts = AccountDirectory {
+            guard let primary = await currentPrimary() else {
+                throw StartupError(description: "no primary is known yet")
+            }
+            let connection = try await MariaDBConnection.connect(options(primary.server, monitorUser, monitorPassword))
+            defer { connection.close() }
+            return try await connection.readAccounts()
+        }
+        do {
+            return try ProxyService(
+                settings: settings, accounts: accounts,
+                metrics: ProxyMetrics(factory: PrometheusMetricsFactory(registry: registry)),
+                primary: currentPrimary, followInterval: .milliseconds(100),
+                accountRefreshInterval: proxy.accountRefreshInterval, logger: logger)
+        } catch {
+            throw StartupError(description: error.description)
         }
     }
 
@@ -99,17 +158,29 @@ public struct Controller: Sendable {
                     lagWindow: config.lag.historyWindow),
                 registry: registry,
                 snapshot: { await store.snapshot(nowMicros: WallClock.system.nowMicros()) },
+                proxyStatus: { [proxy, config] in
+                    guard let proxy, let listen = config.proxy else { return nil }
+                    let totals = proxy.metrics.totals()
+                    return StatusDocument.Proxy(
+                        listen: "\(listen.host):\(listen.port)", primary: proxy.state.primary?.name,
+                        connectionsCurrent: totals.connectionsCurrent, connectionsTotal: totals.connectionsTotal,
+                        statementsTotal: totals.statementsTotal, bytesFromClients: totals.bytesFromClients,
+                        bytesToClients: totals.bytesToClients, errorsTotal: totals.errorsTotal,
+                        failedLogins: totals.failedLogins)
+                },
                 logger: logger,
                 onRunning: onAdminRunning)
         } catch {
             throw StartupError(description: "\(error)")
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: monitor), .init(service: admin),
+            .init(service: AnomalyLog(store: store, interval: config.monitor.probeInterval, logger: logger)),
+        ]
+        if let proxy { services.append(.init(service: proxy)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: monitor), .init(service: admin),
-                    .init(service: AnomalyLog(store: store, interval: config.monitor.probeInterval, logger: logger)),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -7,12 +7,15 @@ public struct Account: Hashable, Sendable {
     public var plugin: String
     /// The plugin's stored secret (for `mysql_native_password`: `*` and 40 hex digits).
     public var authenticationString: String
+    /// `REQUIRE SSL` (or X509, or a specific subject/issuer/cipher): the login must come over TLS.
+    public var requiresTLS: Bool
 
-    public init(user: String, host: String, plugin: String, authenticationString: String) {
+    public init(user: String, host: String, plugin: String, authenticationString: String, requiresTLS: Bool = false) {
         self.user = user
         self.host = host
         self.plugin = plugin
         self.authenticationString = authenticationString
+        self.requiresTLS = requiresTLS
     }
 }
 

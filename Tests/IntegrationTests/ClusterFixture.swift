@@ -22,9 +22,10 @@ struct ClusterFixture: Sendable {
         let sandbox = Sandbox()
         let manifest: SandboxManifest
         do {
+            let ports = try freePortRange(count: 2)
             let options = Sandbox.Options(
                 servers: servers, basePort: try freePortRange(count: servers), directory: directory,
-                adminPort: try freePortRange(count: 1))
+                adminPort: ports, proxyPort: ports + 1)
             manifest = try await offPool { try sandbox.up(options) }
         } catch {
             try? sandbox.down(directory: directory)

@@ -22,6 +22,7 @@ struct SandboxCommand: AsyncParsableCommand {
         @Option(help: "Number of MariaDB servers (the first is the primary).") var servers: Int = 3
         @Option(help: "Port of the first server; the others follow.") var basePort: Int = 3311
         @Option(help: "Admin API port written into the generated config.") var adminPort: Int = 6080
+        @Option(help: "SQL proxy port written into the generated config.") var proxyPort: Int = 6033
 
         func validate() throws {
             guard (1...9).contains(servers) else { throw ValidationError("--servers must be between 1 and 9") }
@@ -34,7 +35,9 @@ struct SandboxCommand: AsyncParsableCommand {
             let manifest: SandboxManifest
             do {
                 manifest = try sandbox.up(
-                    Sandbox.Options(servers: servers, basePort: basePort, directory: location.dir, adminPort: adminPort)
+                    Sandbox.Options(
+                        servers: servers, basePort: basePort, directory: location.dir, adminPort: adminPort,
+                        proxyPort: proxyPort)
                 )
             } catch {
                 throw CLIError(description: "sandbox up failed: \(error)")

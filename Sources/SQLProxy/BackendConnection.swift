@@ -1,0 +1,182 @@
+import Logging
+import MySQLWire
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Topology
+
+/// The proxy's connection to one database server on behalf of one client session: logs in as the
+/// session's user (driven by `ClientHandshakeStateMachine`), then hands every byte the server sends to
+/// the session unchanged. Lives on the session's event loop, so the two call each other directly.
+final class BackendHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// What the session hears from its backend.
+    struct Callbacks {
+        var authenticated: (ClientHandshakeStateMachine.Session) -> Void
+        var loginFailed: (BackendLoginError) -> Void
+        var read: (ByteBuffer) -> Void
+        var readComplete: () -> Void
+        var writabilityChanged: (Bool) -> Void
+        var closed: () -> Void
+    }
+
+    private enum Phase {
+        case login(ClientHandshakeStateMachine)
+        case relay
+        case finished
+    }
+
+    private var phase: Phase
+    private var callbacks: Callbacks?
+    private let server: ServerIdentity
+    private let tls: NIOSSLContext?
+    private var inbound = ByteBuffer()
+    private var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
+
+    init(machine: ClientHandshakeStateMachine, server: ServerIdentity, tls: NIOSSLContext?, callbacks: Callbacks) {
+        self.phase = .login(machine)
+        self.server = server
+        self.tls = tls
+        self.callbacks = callbacks
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        switch phase {
+        case .relay:
+            callbacks?.read(buffer)
+        case .login(var machine):
+            inbound.writeBuffer(&buffer)
+            do {
+                while case .login = phase, let packet = try decoder.decode(buffer: &inbound) {
+                    let action = machine.packetReceived(packet)
+                    phase = .login(machine)
+                    handle(action, context: context, machine: &machine)
+                }
+            } catch {
+                fail(.protocolViolation("\(error)"), context: context)
+            }
+        case .finished:
+            break
+        }
+    }
+
+    private func handle(
+        _ action: ClientHandshakeStateMachine.Action, context: ChannelHandlerContext,
+        machine: inout ClientHandshakeStateMachine
+    ) {
+        switch action {
+        case .send(let packet):
+            context.writeAndFlush(wrapOutboundOut(encode(packet)), promise: nil)
+        case .sendAndStartTLS(let packet):
+            context.writeAndFlush(wrapOutboundOut(encode(packet)), promise: nil)
+            guard let tls else {
+                fail(.protocolViolation("TLS requested without a TLS context"), context: context)
+                return
+            }
+            do {
+                // An IP address is verified against the certificate's IP SANs (no SNI is sent for it).
+                let name =
+                    server.host.contains(where: { $0.isLetter }) && !server.host.contains(":") ? server.host : nil
+                let handler = try NIOSSLClientHandler(context: tls, serverHostname: name)
+                try context.pipeline.syncOperations.addHandler(handler, position: .first)
+            } catch {
+                fail(.tls("\(error)"), context: context)
+            }
+        case .authenticated(let session):
+            phase = .relay
+            let leftover = inbound.readableBytes > 0 ? inbound : nil
+            inbound = ByteBuffer()
+            callbacks?.authenticated(session)
+            if let leftover { callbacks?.read(leftover) }
+        case .failed(let failure):
+            fail(.login(failure), context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event, case .login(var machine) = phase {
+            let action = machine.tlsEstablished()
+            phase = .login(machine)
+            handle(action, context: context, machine: &machine)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .relay = phase { callbacks?.readComplete() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        callbacks?.writabilityChanged(context.channel.isWritable)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch phase {
+        case .login:
+            fail(.closed, context: context)
+        case .relay:
+            phase = .finished
+            let callbacks = self.callbacks
+            self.callbacks = nil
+            callbacks?.closed()
+        case .finished:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .login = phase {
+            fail(error is NIOSSLError ? .tls("\(error)") : .protocolViolation("\(error)"), context: context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Stops delivering to the session (it is going away) and closes the backend connection.
+    func detachFromSession(channel: any Channel) {
+        phase = .finished
+        callbacks = nil
+        channel.close(promise: nil)
+    }
+
+    private func fail(_ error: BackendLoginError, context: ChannelHandlerContext) {
+        guard case .login = phase else { return }
+        phase = .finished
+        let callbacks = self.callbacks
+        self.callbacks = nil
+        context.close(promise: nil)
+        callbacks?.loginFailed(error)
+    }
+
+    private func encode(_ packet: MySQLPacket) -> ByteBuffer {
+        var out = ByteBuffer()
+        MySQLPacketEncoder.write(packet, into: &out)
+        return out
+    }
+}
+
+/// Why the proxy could not log in to a backend for a client.
+enum BackendLoginError: Error, CustomStringConvertible {
+    case connect(String)
+    case tls(String)
+    case login(ClientHandshakeStateMachine.Failure)
+    case protocolViolation(String)
+    case closed
+
+    var description: String {
+        switch self {
+        case .connect(let reason): "cannot connect: \(reason)"
+        case .tls(let reason): "TLS failed: \(reason)"
+        case .login(.server(let error)): "the server refused the login: \(error.errorCode) \(error.message)"
+        case .login(.tlsNotOffered): "the server does not offer TLS and backend_tls requires it"
+        case .login(.unsupportedPlugin(let plugin)): "the server asked for the unsupported auth plugin \(plugin)"
+        case .login(.protocolViolation(let reason)), .protocolViolation(let reason): "protocol error: \(reason)"
+        case .closed: "the server closed the connection during login"
+        }
+    }
+}

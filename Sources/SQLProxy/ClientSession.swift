@@ -1,0 +1,693 @@
+import Logging
+import MySQLWire
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Topology
+
+/// One client connection, from the greeting to the close. The login runs through
+/// `ServerHandshakeStateMachine`; the command phase forwards each command to the session's backend and
+/// streams the backend's answer back unchanged, with `ResponseTracker` knowing where every answer ends.
+/// Everything runs on the client channel's event loop; the backend channel shares it.
+final class ClientSession: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Environment: Sendable {
+        var settings: ProxySettings
+        var state: ProxyState
+        var accounts: AccountDirectory
+        var serverTLS: ServerTLSContext?
+        var backendTLS: NIOSSLContext?
+        var metrics: ProxyMetrics
+        var logger: Logger
+    }
+
+    private enum Phase {
+        case handshake(ServerHandshakeStateMachine)
+        /// The client is authenticated; the backend login runs. The OK is held until it succeeds.
+        case connectingBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login)
+        case command
+        case closed
+    }
+
+    /// The session's database connection and what it was established with.
+    private struct Backend {
+        var channel: any Channel
+        var handler: BackendHandler
+        var server: ServerIdentity
+        /// Set once the backend login succeeded.
+        var session: ClientHandshakeStateMachine.Session?
+    }
+
+    private let environment: Environment
+    private var phase: Phase = .closed
+    private var connectionID: UInt32 = 0
+    private var clientAddress = "unknown"
+    private var login: ServerHandshakeStateMachine.Login?
+    private var backend: Backend?
+    private var context: ChannelHandlerContext?
+    private var logger: Logger
+
+    /// Client bytes not yet framed into packets.
+    private var inbound = ByteBuffer()
+    private var decoder: MySQLPacketDecoder
+    /// Backend bytes held back because a packet header or prefix is incomplete.
+    private var heldBackend: ByteBuffer?
+    private var scanner = PacketStreamScanner()
+    /// One tracker per command sent to the backend and not fully answered yet, oldest first (clients
+    /// may pipeline commands).
+    private var pending = CircularBuffer<ResponseTracker>()
+    /// The first packet of the oldest pending response has not been seen yet.
+    private var atResponseStart = true
+    /// The backend asked for a LOCAL INFILE: the client's next packets are the file, up to an empty one.
+    private var sendingLocalFile = false
+    private var handshakeTimeout: Scheduled<Void>?
+    private var registered = false
+
+    init(environment: Environment) {
+        self.environment = environment
+        self.logger = environment.logger
+        self.decoder = MySQLPacketDecoder(maxPayloadSize: environment.settings.maxPacketSize)
+    }
+
+    // MARK: connection phase
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        let settings = environment.settings
+        environment.metrics.connectionOpened()
+        let remote = context.channel.remoteAddress
+        clientAddress = remote?.ipAddress ?? "unknown"
+        if clientAddress.hasPrefix("::ffff:") { clientAddress.removeFirst("::ffff:".count) }
+        logger[metadataKey: "client"] = "\(clientAddress):\(remote?.port ?? 0)"
+
+        if !settings.allowedNetworks.isEmpty, !settings.allowedNetworks.contains(where: { $0.contains(clientAddress) })
+        {
+            logger.notice("connection refused: address not in proxy.allowed_networks")
+            refuse(
+                errno: 1130, sqlState: "HY000",
+                "Host '\(clientAddress)' is not allowed to connect to this MariaDB server")
+            return
+        }
+        let loop = context.eventLoop
+        let channel = context.channel
+        guard
+            let id = environment.state.register(
+                limit: settings.maxConnections,
+                { _ in
+                    ProxyState.SessionHandle(
+                        user: "", eventLoop: loop, backend: nil, backendThreadID: nil,
+                        close: { loop.execute { channel.close(promise: nil) } })
+                })
+        else {
+            logger.warning("connection refused: proxy.max_connections (\(settings.maxConnections)) reached")
+            refuse(errno: 1040, sqlState: "08004", "Too many connections")
+            return
+        }
+        registered = true
+        connectionID = id
+        logger[metadataKey: "connection_id"] = "\(id)"
+
+        var capabilities = Self.advertisedCapabilities
+        if environment.serverTLS != nil { capabilities.insert(.ssl) }
+        var machine = ServerHandshakeStateMachine(
+            settings: .init(
+                serverVersion: environment.state.serverVersion, connectionID: id, scramble: Self.makeScramble(),
+                capabilities: capabilities, requireTLS: settings.requireTLS, clientHost: clientAddress,
+                maxPacketSize: settings.maxPacketSize))
+        let action = machine.start()
+        phase = .handshake(machine)
+        handshakeTimeout = context.eventLoop.scheduleTask(in: .init(settings.handshakeTimeout)) { [weak self] in
+            self?.handshakeTimedOut()
+        }
+        perform(action)
+    }
+
+    /// What the proxy offers clients: everything it relays faithfully and MariaDB 10.11 supports.
+    /// Compression, progress reports and metadata caching are not offered.
+    static let advertisedCapabilities: CapabilityFlags = [
+        .longFlag, .foundRows, .connectWithDB, .noSchema, .odbc, .localFiles, .ignoreSpace, .protocol41,
+        .interactive, .ignoreSigpipe, .transactions, .secureConnection, .multiStatements, .multiResults,
+        .psMultiResults, .pluginAuth, .connectAttributes, .pluginAuthLengthEncodedClientData,
+        .canHandleExpiredPasswords, .sessionTrack, .deprecateEOF, .mariaDBStatementBulkOperations,
+        .mariaDBExtendedTypeInfo,
+    ]
+
+    /// Capabilities that belong to one hop only and are not passed on to the backend as the client's.
+    private static let perHop: CapabilityFlags = [.ssl, .compress, .connectWithDB, .connectAttributes]
+
+    private static func makeScramble() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<20).map { _ in UInt8.random(in: 33...126, using: &generator) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        environment.metrics.bytes(fromClient: buffer.readableBytes)
+        inbound.writeBuffer(&buffer)
+        switch phase {
+        case .handshake:
+            readHandshake(context: context)
+        case .command:
+            readCommands(context: context)
+        case .connectingBackend:
+            break  // a well-behaved client waits for the OK; anything it sends early is read afterwards
+        case .closed:
+            inbound.clear()
+        }
+    }
+
+    private func readHandshake(context: ChannelHandlerContext) {
+        do {
+            while case .handshake(var machine) = phase, let packet = try decoder.decode(buffer: &inbound) {
+                let action = machine.packetReceived(packet)
+                phase = .handshake(machine)
+                perform(action)
+            }
+        } catch {
+            badPacket(error, sequenceID: 2)
+        }
+    }
+
+    private func perform(_ action: ServerHandshakeStateMachine.Action) {
+        guard let context else { return }
+        switch action {
+        case .send(let packet):
+            write(packet, flush: true)
+        case .startTLS:
+            startTLS(context: context)
+        case .lookUpCredential(let username):
+            lookUpCredential(username)
+        case .authenticated(let ok, let login):
+            connectBackend(ok: ok, login: login)
+        case .failAndClose(let packet, let error):
+            loginFailed(packet, error)
+        case .wait:
+            break
+        }
+    }
+
+    private func startTLS(context: ChannelHandlerContext) {
+        guard let serverTLS = environment.serverTLS else { return }
+        do {
+            try context.pipeline.syncOperations.addHandler(
+                NIOSSLServerHandler(context: serverTLS.current()), position: .first)
+        } catch {
+            logger.error("cannot start TLS: \(error)")
+            close()
+            return
+        }
+        // Bytes that came with the SSLRequest are the start of the TLS handshake: give them to TLS.
+        if inbound.readableBytes > 0 {
+            let early = inbound
+            inbound = ByteBuffer()
+            context.pipeline.fireChannelRead(NIOAny(early))
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event, case .handshake(var machine) = phase {
+            let action = machine.tlsEstablished()
+            phase = .handshake(machine)
+            perform(action)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func lookUpCredential(_ username: String) {
+        guard case .handshake(let machine) = phase, let context else { return }
+        let settings = environment.settings
+        let throttleKey = "\(username)@\(clientAddress)"
+        if let networks = settings.userNetworks[username], !networks.contains(where: { $0.contains(clientAddress) }) {
+            logger.notice(
+                "login refused: address not in the user's allowed networks", metadata: ["user": "\(username)"])
+            deny(machine, username: username)
+            return
+        }
+        if environment.state.isThrottled(
+            throttleKey, max: settings.authThrottleMaxFailures, window: settings.authThrottleWindow,
+            now: .now)
+        {
+            environment.metrics.error(4151)
+            refuse(
+                errno: 4151, sqlState: "HY000",
+                "User is blocked because of too many credential errors; retry after \(settings.authThrottleWindow)",
+                sequenceID: 2)
+            return
+        }
+        let accounts = environment.accounts
+        let address = clientAddress
+        let snapshot = machine
+        let tls = isTLS(context)
+        let lookup = context.eventLoop.makeFutureWithTask { () -> Account? in
+            var account = await accounts.match(user: username, clientAddress: address)
+            if !snapshot.verifies(account.flatMap(Self.credential)) {
+                await accounts.refresh()
+                account = await accounts.match(user: username, clientAddress: address)
+            }
+            return account
+        }
+        lookup.whenSuccess { [weak self] account in
+            guard let self, case .handshake(var machine) = self.phase else { return }
+            var credential = account.flatMap(Self.credential)
+            if let account, account.requiresTLS && !tls {
+                self.logger.notice("login refused: the account requires TLS", metadata: ["user": "\(username)"])
+                credential = nil
+            }
+            if let account, credential == nil, !account.requiresTLS {
+                self.logger.notice(
+                    "login refused: the account's auth plugin is not supported by the proxy",
+                    metadata: ["user": "\(username)", "plugin": "\(account.plugin)"])
+            }
+            let action = machine.credentialLookedUp(credential)
+            self.phase = .handshake(machine)
+            if case .authenticated = action {
+                self.environment.state.clearFailedLogins(throttleKey)
+            } else if case .failAndClose = action {
+                self.environment.state.recordFailedLogin(
+                    throttleKey, max: settings.authThrottleMaxFailures, now: .now)
+            }
+            self.perform(action)
+        }
+    }
+
+    /// Answers as for a wrong password.
+    private func deny(_ machine: ServerHandshakeStateMachine, username: String) {
+        var machine = machine
+        let action = machine.credentialLookedUp(nil)
+        phase = .handshake(machine)
+        perform(action)
+    }
+
+    private static func credential(_ account: Account) -> StoredCredential? {
+        switch account.plugin {
+        case "mysql_native_password", "":
+            MySQLNativePassword.storedCredential(fromAuthenticationString: account.authenticationString)
+        default:
+            nil
+        }
+    }
+
+    private func loginFailed(_ packet: MySQLPacket, _ error: Packets.ErrorPacket) {
+        environment.metrics.error(error.errorCode)
+        if error.errorCode == 1045 { environment.metrics.failedLogin() }
+        logger.notice("login failed", metadata: ["errno": "\(error.errorCode)", "error": "\(error.message)"])
+        write(packet, flush: true)
+        close()
+    }
+
+    private func connectBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login) {
+        guard let context else { return }
+        phase = .connectingBackend(ok: ok, login: login)
+        self.login = login
+        logger[metadataKey: "user"] = "\(login.username)"
+        guard let server = environment.state.primary else {
+            backendUnavailable("no primary is known", sequenceID: ok.sequenceID)
+            return
+        }
+        var capabilities = login.capabilities.subtracting(Self.perHop)
+        capabilities.insert(.protocol41)
+        let policy: ClientHandshakeStateMachine.TLSPolicy = environment.backendTLS == nil ? .disabled : .required
+        var attributes = login.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        attributes.append(("_proxy", "switchyard"))
+        attributes.append(("_proxy_client_address", clientAddress))
+        let machine = ClientHandshakeStateMachine(
+            settings: .init(
+                username: login.username, passwordSHA1: login.passwordSHA1, database: login.database,
+                capabilities: capabilities, collation: login.collation, tls: policy, attributes: attributes))
+        let started = ContinuousClock.now
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let tls = environment.backendTLS
+        let callbacks = BackendHandler.Callbacks(
+            authenticated: { [weak self] session in
+                self?.environment.metrics.backendConnected(after: .now - started)
+                self?.backendAuthenticated(session)
+            },
+            loginFailed: { [weak self] error in self?.backendLoginFailed(error, server: server) },
+            read: { [weak self] buffer in self?.backendRead(buffer) },
+            readComplete: { [weak self] in self?.context?.flush() },
+            writabilityChanged: { [weak self] writable in self?.backendWritabilityChanged(writable) },
+            closed: { [weak self] in self?.backendClosed() })
+        let handlerBox = NIOLoopBound(
+            BackendHandler(machine: machine, server: server, tls: tls, callbacks: callbacks), eventLoop: loop)
+        ClientBootstrap(group: loop)
+            .connectTimeout(.init(environment.settings.backendConnectTimeout))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handlerBox.value)
+                    let session = bound.value
+                    guard case .connectingBackend = session.phase else { throw ChannelError.ioOnClosedChannel }
+                    session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
+                }
+            }
+            .connect(host: server.host, port: server.port)
+            .whenFailure { error in
+                bound.value.backendLoginFailed(.connect("\(error)"), server: server)
+            }
+    }
+
+    private func backendAuthenticated(_ session: ClientHandshakeStateMachine.Session) {
+        guard case .connectingBackend(let ok, let login) = phase, backend != nil, let context else { return }
+        backend?.session = session
+        environment.state.noteServerVersion(session.serverVersion)
+        let expected = login.capabilities.subtracting(Self.perHop)
+        guard session.capabilities.isSuperset(of: expected) else {
+            let missing = expected.subtracting(session.capabilities)
+            backendUnavailable(
+                "the server lacks capabilities the client negotiated (0x\(String(missing.rawValue, radix: 16)))",
+                sequenceID: ok.sequenceID)
+            return
+        }
+        handshakeTimeout?.cancel()
+        handshakeTimeout = nil
+        let server = backend?.server
+        environment.state.update(connectionID) {
+            $0.user = login.username
+            $0.backend = server
+            $0.backendThreadID = session.connectionID
+        }
+        environment.metrics.loggedIn(user: login.username, tlsVersion: tlsVersion(context))
+        logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
+        phase = .command
+        write(ok, flush: true)
+        if inbound.readableBytes > 0 { readCommands(context: context) }
+    }
+
+    private func backendLoginFailed(_ error: BackendLoginError, server: ServerIdentity) {
+        guard case .connectingBackend(let ok, _) = phase else { return }
+        backend = nil
+        if case .login(.server(let refusal)) = error {
+            // The server's own answer (unknown database, account locked, ...) goes to the client as is.
+            logger.notice(
+                "backend refused the login", metadata: ["server": "\(server.name)", "errno": "\(refusal.errorCode)"])
+            environment.metrics.error(refusal.errorCode)
+            var payload = ByteBuffer()
+            refusal.encode(into: &payload, capabilities: [.protocol41])
+            write(MySQLPacket(sequenceID: ok.sequenceID, payload: payload), flush: true)
+            close()
+            return
+        }
+        backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: ok.sequenceID)
+    }
+
+    private func backendUnavailable(_ reason: String, sequenceID: UInt8) {
+        logger.error("cannot open a backend connection: \(reason)")
+        refuse(errno: 2003, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
+    }
+
+    private func handshakeTimedOut() {
+        handshakeTimeout = nil
+        switch phase {
+        case .handshake, .connectingBackend:
+            logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
+            refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: 2)
+        case .command, .closed:
+            break
+        }
+    }
+
+    // MARK: command phase
+
+    private func readCommands(context: ChannelHandlerContext) {
+        guard let backend else { return }
+        var wrote = false
+        do {
+            while case .command = phase, let packet = try decoder.decode(buffer: &inbound) {
+                if forward(packet, to: backend) { wrote = true }
+            }
+        } catch {
+            badPacket(error, sequenceID: 1)
+            return
+        }
+        if wrote { backend.channel.flush() }
+    }
+
+    /// Handles one client packet of the command phase; returns whether anything was written to the backend.
+    private func forward(_ packet: MySQLPacket, to backend: Backend) -> Bool {
+        if sendingLocalFile {
+            if packet.payload.readableBytes == 0 {
+                sendingLocalFile = false
+                if !pending.isEmpty { pending[pending.startIndex].clientFinishedLocalInfile() }
+            }
+            send(packet, to: backend)
+            return true
+        }
+        guard packet.sequenceID == 0 else {
+            reply(errno: 1156, sqlState: "08S01", "Got packets out of order", sequenceID: packet.sequenceID &+ 1)
+            close()
+            return false
+        }
+        guard let byte = packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt8.self) else {
+            reply(errno: 1047, sqlState: "08S01", "Unknown command", sequenceID: 1)
+            return false
+        }
+        environment.metrics.command(byte)
+        if pending.isEmpty, let primary = environment.state.primary, primary != backend.server {
+            // The session's state (transaction, prepared statements, variables) lives on the old primary;
+            // moving it silently could change what the client's statements mean. End it clearly instead.
+            logger.notice(
+                "primary moved; ending the session",
+                metadata: ["from": "\(backend.server.name)", "to": "\(primary.name)"])
+            refuse(
+                errno: 1927, sqlState: "70100",
+                "Connection was killed: the primary moved from \(backend.server.name) to \(primary.name); reconnect",
+                sequenceID: 1)
+            return false
+        }
+        guard let command = Command(rawValue: byte) else {
+            reply(errno: 1047, sqlState: "08S01", "Unknown command", sequenceID: 1)
+            return false
+        }
+        var packet = packet
+        switch command {
+        case .quit:
+            close()
+            return false
+        case .changeUser:
+            reply(errno: 1105, sqlState: "HY000", "COM_CHANGE_USER is not supported by Switchyard yet", sequenceID: 1)
+            return false
+        case .processKill:
+            var payload = packet.payload
+            payload.moveReaderIndex(forwardBy: 1)
+            guard let id = payload.readInteger(endianness: .little, as: UInt32.self) else {
+                reply(errno: 1047, sqlState: "08S01", "Malformed COM_PROCESS_KILL", sequenceID: 1)
+                return false
+            }
+            guard let target = mapKillTarget(id, on: backend) else { return false }
+            var rewritten = ByteBuffer()
+            rewritten.writeInteger(command.rawValue)
+            rewritten.writeInteger(target, endianness: .little)
+            packet.payload = rewritten
+        case .query, .statementPrepare:
+            switch SQLRewriter.rewrite(
+                packet.payload, connectionID: connectionID,
+                killTarget: { id in
+                    self.mapKillTarget(id, on: backend)
+                })
+            {
+            case .unchanged:
+                break
+            case .rewritten(let payload):
+                packet.payload = payload
+            case .refused:
+                return false
+            }
+        default:
+            break
+        }
+        send(packet, to: backend)
+        if ResponseTracker.expectsResponse(command) {
+            pending.append(ResponseTracker(command: command, capabilities: backend.session?.capabilities ?? []))
+        }
+        return true
+    }
+
+    /// The backend thread of the proxy session `id`, for KILL; nil (after answering ERR 1094) when there is
+    /// no such session or it is not on this session's server.
+    private func mapKillTarget(_ id: UInt32, on backend: Backend) -> UInt32? {
+        if let target = environment.state.session(id), let thread = target.backendThreadID,
+            target.backend == backend.server
+        {
+            return thread
+        }
+        reply(errno: 1094, sqlState: "HY000", "Unknown thread id: \(id)", sequenceID: 1)
+        return nil
+    }
+
+    private func send(_ packet: MySQLPacket, to backend: Backend) {
+        var out = backend.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
+        MySQLPacketEncoder.write(packet, into: &out)
+        backend.channel.write(out, promise: nil)
+    }
+
+    private func backendRead(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        var buffer = buffer
+        if var held = heldBackend.take() {
+            held.writeBuffer(&buffer)
+            buffer = held
+        }
+        let forwardable: Int
+        let prefixLength = scanner.prefixLength
+        do {
+            forwardable = try scanner.scan(buffer) { packet in
+                guard !packet.isContinuation else { return true }
+                guard !pending.isEmpty else { throw ProxyProtocolError("the server sent a packet nobody asked for") }
+                let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
+                if atResponseStart, prefix.getInteger(at: prefix.readerIndex, as: UInt8.self) == 0xFF,
+                    let errno = prefix.getInteger(at: prefix.readerIndex + 1, endianness: .little, as: UInt16.self)
+                {
+                    environment.metrics.error(errno)
+                }
+                atResponseStart = false
+                switch pending[pending.startIndex].serverPacket(prefix: prefix, length: packet.length) {
+                case .inProgress:
+                    break
+                case .finished:
+                    pending.removeFirst()
+                    atResponseStart = true
+                case .localInfileRequested:
+                    sendingLocalFile = true
+                case .protocolViolation(let reason):
+                    throw ProxyProtocolError(reason)
+                }
+                return true
+            }
+        } catch {
+            logger.error("backend protocol error: \(error)")
+            close()
+            return
+        }
+        if forwardable > 0, let slice = buffer.readSlice(length: forwardable) {
+            environment.metrics.bytes(toClient: forwardable)
+            context.write(wrapOutboundOut(slice), promise: nil)
+        }
+        if buffer.readableBytes > 0 { heldBackend = buffer }
+    }
+
+    private func backendWritabilityChanged(_ writable: Bool) {
+        // Client uploads (LOAD DATA, long data) pause while the backend's socket is full.
+        context?.channel.setOption(ChannelOptions.autoRead, value: writable).whenFailure { _ in }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Results pause at the backend while the client reads slower than the server sends.
+        backend?.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func backendClosed() {
+        guard case .command = phase else { return }
+        logger.notice(
+            "backend connection lost; closing the client session",
+            metadata: ["server": "\(backend?.server.name ?? "?")", "pending_responses": "\(pending.count)"])
+        backend = nil
+        close()
+    }
+
+    // MARK: errors and closing
+
+    private func badPacket(_ error: any Error, sequenceID: UInt8) {
+        if let wire = error as? MySQLWireError, case .packetTooLarge = wire.kind {
+            environment.metrics.error(1153)
+            refuse(
+                errno: 1153, sqlState: "08S01", "Got a packet bigger than 'max_allowed_packet' bytes",
+                sequenceID: sequenceID)
+        } else {
+            environment.metrics.error(1156)
+            logger.notice("malformed packet from the client: \(error)")
+            refuse(errno: 1156, sqlState: "08S01", "Got packets out of order", sequenceID: sequenceID)
+        }
+    }
+
+    /// Sends an ERR and keeps the session.
+    private func reply(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) {
+        environment.metrics.error(errno)
+        write(errorPacket(errno: errno, sqlState: sqlState, message, sequenceID: sequenceID), flush: true)
+    }
+
+    /// Sends an ERR, then closes.
+    private func refuse(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8 = 0) {
+        write(errorPacket(errno: errno, sqlState: sqlState, message, sequenceID: sequenceID), flush: true)
+        close()
+    }
+
+    private func errorPacket(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) -> MySQLPacket {
+        var payload = ByteBuffer()
+        Packets.ErrorPacket(errorCode: errno, sqlState: sqlState, message: message).encode(
+            into: &payload, capabilities: [.protocol41])
+        return MySQLPacket(sequenceID: sequenceID, payload: payload)
+    }
+
+    private func write(_ packet: MySQLPacket, flush: Bool) {
+        guard let context else { return }
+        var out = context.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
+        MySQLPacketEncoder.write(packet, into: &out)
+        environment.metrics.bytes(toClient: out.readableBytes)
+        context.write(wrapOutboundOut(out), promise: nil)
+        if flush { context.flush() }
+    }
+
+    private func close() {
+        guard let context else { return }
+        if case .closed = phase, !context.channel.isActive { return }
+        phase = .closed
+        handshakeTimeout?.cancel()
+        handshakeTimeout = nil
+        if let backend {
+            self.backend = nil
+            backend.handler.detachFromSession(channel: backend.channel)
+        }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        phase = .closed
+        handshakeTimeout?.cancel()
+        if let backend {
+            self.backend = nil
+            backend.handler.detachFromSession(channel: backend.channel)
+        }
+        if registered {
+            registered = false
+            environment.state.unregister(connectionID)
+        }
+        environment.metrics.connectionClosed()
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let tls = error as? NIOSSLError, case .uncleanShutdown = tls {
+            logger.debug("client closed TLS without close_notify")  // common and harmless after COM_QUIT
+        } else {
+            logger.notice("client connection error: \(error)")
+        }
+        close()
+    }
+
+    private func isTLS(_ context: ChannelHandlerContext) -> Bool {
+        (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
+    }
+
+    private func tlsVersion(_ context: ChannelHandlerContext) -> String {
+        guard let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+            let version = handler.tlsVersion
+        else { return "none" }
+        switch version {
+        case .tlsv13: return "TLSv1.3"
+        case .tlsv12: return "TLSv1.2"
+        default: return "\(version)"
+        }
+    }
+}
+
+struct ProxyProtocolError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,121 @@
+public import CoreMetrics
+import MySQLWire
+import NIOConcurrencyHelpers
+import Synchronization
+
+/// The proxy's counters: exported through swift-metrics (Prometheus at `/metrics`) and kept as plain
+/// totals for `switchyard status`. Per-command counters are made once, so the hot path never looks up a
+/// metric by name.
+public final class ProxyMetrics: Sendable {
+    public struct Totals: Sendable, Hashable, Codable {
+        public var connectionsCurrent: Int
+        public var connectionsTotal: Int
+        public var statementsTotal: Int
+        public var bytesFromClients: Int
+        public var bytesToClients: Int
+        public var errorsTotal: Int
+        public var failedLogins: Int
+    }
+
+    private let factory: any MetricsFactory
+    private let current: Gauge
+    private let bytesIn: Counter
+    private let bytesOut: Counter
+    private let connectTime: Timer
+    private let commandCounters: [UInt8: Counter]
+    private let otherCommands: Counter
+    private let keyed = NIOLockedValueBox<[String: Counter]>([:])
+
+    private let connectionsCurrent = Atomic<Int>(0)
+    private let connectionsTotal = Atomic<Int>(0)
+    private let statementsTotal = Atomic<Int>(0)
+    private let bytesFromClients = Atomic<Int>(0)
+    private let bytesToClients = Atomic<Int>(0)
+    private let errorsTotal = Atomic<Int>(0)
+    private let failedLoginsTotal = Atomic<Int>(0)
+
+    public init(factory: any MetricsFactory) {
+        self.factory = factory
+        current = Gauge(label: "switchyard_proxy_connections", dimensions: [], factory: factory)
+        bytesIn = Counter(
+            label: "switchyard_proxy_bytes_total", dimensions: [("direction", "from_client")], factory: factory)
+        bytesOut = Counter(
+            label: "switchyard_proxy_bytes_total", dimensions: [("direction", "to_client")], factory: factory)
+        connectTime = Timer(label: "switchyard_proxy_backend_connect_seconds", dimensions: [], factory: factory)
+        var counters: [UInt8: Counter] = [:]
+        for command in Command.allCases {
+            counters[command.rawValue] = Counter(
+                label: "switchyard_proxy_statements_total", dimensions: [("command", command.metricName)],
+                factory: factory)
+        }
+        commandCounters = counters
+        otherCommands = Counter(
+            label: "switchyard_proxy_statements_total", dimensions: [("command", "other")], factory: factory)
+    }
+
+    func connectionOpened() {
+        current.record(connectionsCurrent.add(1, ordering: .relaxed).newValue)
+    }
+
+    func connectionClosed() {
+        current.record(connectionsCurrent.subtract(1, ordering: .relaxed).newValue)
+    }
+
+    /// A client logged in (counted per user and per TLS version).
+    func loggedIn(user: String, tlsVersion: String) {
+        connectionsTotal.add(1, ordering: .relaxed)
+        counter("switchyard_proxy_connections_total", ("tls_version", tlsVersion)).increment()
+        counter("switchyard_proxy_user_connections_total", ("user", user)).increment()
+    }
+
+    func failedLogin() {
+        failedLoginsTotal.add(1, ordering: .relaxed)
+    }
+
+    func command(_ byte: UInt8) {
+        statementsTotal.add(1, ordering: .relaxed)
+        (commandCounters[byte] ?? otherCommands).increment()
+    }
+
+    func bytes(fromClient: Int = 0, toClient: Int = 0) {
+        if fromClient > 0 {
+            bytesFromClients.add(fromClient, ordering: .relaxed)
+            bytesIn.increment(by: fromClient)
+        }
+        if toClient > 0 {
+            bytesToClients.add(toClient, ordering: .relaxed)
+            bytesOut.increment(by: toClient)
+        }
+    }
+
+    func error(_ errno: UInt16) {
+        errorsTotal.add(1, ordering: .relaxed)
+        counter("switchyard_proxy_errors_total", ("errno", String(errno))).increment()
+    }
+
+    func backendConnected(after duration: Duration) {
+        connectTime.recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    public func totals() -> Totals {
+        Totals(
+            connectionsCurrent: connectionsCurrent.load(ordering: .relaxed),
+            connectionsTotal: connectionsTotal.load(ordering: .relaxed),
+            statementsTotal: statementsTotal.load(ordering: .relaxed),
+            bytesFromClients: bytesFromClients.load(ordering: .relaxed),
+            bytesToClients: bytesToClients.load(ordering: .relaxed),
+            errorsTotal: errorsTotal.load(ordering: .relaxed),
+            failedLogins: failedLoginsTotal.load(ordering: .relaxed))
+    }
+
+    private func counter(_ label: String, _ dimension: (String, String)) -> Counter {
+        let key = "\(label)\u{0}\(dimension.1)"
+        return keyed.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: label, dimensions: [dimension], factory: factory)
+            counters[key] = counter
+            return counter
+        }
+    }
+}

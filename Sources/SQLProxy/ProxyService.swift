@@ -1,0 +1,138 @@
+public import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+public import ServiceLifecycle
+public import Topology
+
+/// The SQL proxy as a `Service` of `switchyard run`: listens for MySQL clients, follows the primary the
+/// controller reports, and refreshes the account list the proxy verifies logins against.
+public final class ProxyService: Service, Sendable {
+    public let settings: ProxySettings
+    public let state: ProxyState
+    public let accounts: AccountDirectory
+    public let metrics: ProxyMetrics
+    private let primary: @Sendable () async -> Primary?
+    private let followInterval: Duration
+    private let accountRefreshInterval: Duration
+    private let serverTLS: ServerTLSContext?
+    private let backendTLS: NIOSSLContext?
+    private let logger: Logger
+    private let onListening: @Sendable (Int) async -> Void
+
+    /// The primary as the controller reports it.
+    public struct Primary: Sendable, Hashable {
+        public var server: ServerIdentity
+        /// `SELECT VERSION()` on it, if known; clients are greeted with it.
+        public var version: String?
+        public init(server: ServerIdentity, version: String?) {
+            self.server = server
+            self.version = version
+        }
+    }
+
+    public struct StartupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// - Parameters:
+    ///   - primary: the current primary as the controller sees it (nil while unknown).
+    ///   - followInterval: how often to ask.
+    public init(
+        settings: ProxySettings, accounts: AccountDirectory, metrics: ProxyMetrics,
+        primary: @escaping @Sendable () async -> Primary?, followInterval: Duration,
+        accountRefreshInterval: Duration, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws(StartupError) {
+        self.settings = settings
+        self.state = ProxyState()
+        self.accounts = accounts
+        self.metrics = metrics
+        self.primary = primary
+        self.followInterval = followInterval
+        self.accountRefreshInterval = accountRefreshInterval
+        self.logger = logger
+        self.onListening = onListening
+        do {
+            serverTLS = try settings.serverTLS.map { try ServerTLSContext(files: $0, logger: logger) }
+        } catch {
+            throw StartupError(description: "proxy.tls: cannot load the certificate or key: \(error)")
+        }
+        do {
+            backendTLS = try makeBackendTLSContext(settings.backendTLS)
+        } catch {
+            throw StartupError(description: "proxy.backend_tls: cannot load the CA: \(error)")
+        }
+        if settings.requireTLS && serverTLS == nil {
+            throw StartupError(description: "proxy.require_tls needs proxy.tls.cert_file and proxy.tls.key_file")
+        }
+    }
+
+    public func run() async throws {
+        let environment = ClientSession.Environment(
+            settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
+            metrics: metrics, logger: logger)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
+                }
+            }
+            .bind(host: settings.host, port: settings.port)
+            .get()
+        let port = channel.localAddress?.port ?? settings.port
+        logger.info(
+            "SQL proxy listening",
+            metadata: [
+                "address": "\(settings.host):\(port)", "client_tls": "\(serverTLS != nil)",
+                "require_tls": "\(settings.requireTLS)", "backend_tls": "\(settings.backendTLS)",
+            ])
+        await onListening(port)
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.followPrimary() }
+                group.addTask { await self.refreshAccounts() }
+                await group.next()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+        try? await channel.close()
+        for session in state.allSessions() { session.close() }
+    }
+
+    private func followPrimary() async {
+        var known: ServerIdentity?
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let current = await primary()
+            if let version = current?.version {
+                // MariaDB 10+ greets with a `5.5.5-` prefix that clients strip; keep it so they see MariaDB.
+                state.noteServerVersion(version.hasPrefix("5.5.5-") ? version : "5.5.5-" + version)
+            }
+            if current?.server != known {
+                logger.notice(
+                    "proxy routes to a new primary",
+                    metadata: ["primary": "\(current?.server.name ?? "none")", "previous": "\(known?.name ?? "none")"])
+                known = current?.server
+                state.setPrimary(current?.server)
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.followInterval) }
+        }
+    }
+
+    private func refreshAccounts() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await accounts.refresh()
+            if let error = await accounts.lastLoadError {
+                logger.warning(
+                    "cannot read the accounts from the primary; keeping the last list", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.accountRefreshInterval) }
+        }
+    }
+}

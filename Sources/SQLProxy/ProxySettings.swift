@@ -1,0 +1,49 @@
+public import MySQLWire
+public import NIOSSL
+public import Topology
+
+/// Everything the proxy needs to know, resolved from the config by the composition root.
+public struct ProxySettings: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 6033
+    /// Refuse logins that did not upgrade to TLS first (ERR 3159, like the server's require_secure_transport).
+    public var requireTLS = false
+    /// The proxy's own certificate for clients; nil means TLS is not offered to clients.
+    public var serverTLS: CertificateFiles?
+    /// How the proxy talks to the databases.
+    public var backendTLS: BackendTLS = .disabled
+    public var maxConnections = 1_000
+    /// A client that has not finished logging in by then is disconnected.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Networks allowed to connect at all; empty allows every address.
+    public var allowedNetworks: [CIDR] = []
+    /// Per user: networks that user may connect from (users not listed are not restricted here).
+    public var userNetworks: [String: [CIDR]] = [:]
+    /// Largest packet a client may send (`max_allowed_packet`); larger ones get ERR 1153.
+    public var maxPacketSize = 64 * 1024 * 1024
+    /// Failed logins per user and client address within `authThrottleWindow` before further attempts
+    /// are refused; 0 turns throttling off (the default, like the server).
+    public var authThrottleMaxFailures = 0
+    public var authThrottleWindow: Duration = .seconds(60)
+    public var backendConnectTimeout: Duration = .seconds(5)
+
+    public init() {}
+
+    public struct CertificateFiles: Sendable, Hashable {
+        public var certificateFile: String
+        public var keyFile: String
+        public init(certificateFile: String, keyFile: String) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
+    }
+
+    public enum BackendTLS: Sendable, Hashable {
+        /// Plaintext to the databases; only when configured explicitly.
+        case disabled
+        /// TLS, with the server's certificate checked against `caFile` (and its name or IP with `verifyHostname`).
+        case verified(caFile: String, verifyHostname: Bool)
+        /// TLS without checking the server's certificate.
+        case unverified
+    }
+}

@@ -1,0 +1,197 @@
+import MySQLWire
+import NIOCore
+
+/// The two places where the proxy changes a client's SQL, so that connection ids mean the same through
+/// the proxy as on a server: `CONNECTION_ID()` becomes the proxy's id for the session (the one the client
+/// saw in the greeting), and the thread id in `KILL [CONNECTION|QUERY] n` becomes the backend thread of
+/// proxy session n. Strings, quoted identifiers and comments are skipped; everything else is left
+/// byte-for-byte as the client sent it.
+enum SQLRewriter {
+    enum Result {
+        case unchanged
+        case rewritten(ByteBuffer)
+        /// The statement must not be sent (the caller already answered the client).
+        case refused
+    }
+
+    /// Statements longer than this are never rewritten (a KILL or a CONNECTION_ID() lookup is short;
+    /// scanning a bulk INSERT of megabytes would only cost time).
+    static let maximumLength = 64 * 1024
+
+    /// `payload` is a COM_QUERY or COM_STMT_PREPARE packet: the command byte, then the statement.
+    static func rewrite(_ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?) -> Result {
+        guard payload.readableBytes > 1, payload.readableBytes <= maximumLength + 1,
+            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1),
+            containsIgnoringCase(text, "kill") || containsIgnoringCase(text, "connection_id")
+        else { return .unchanged }
+        var replacements: [(Range<Int>, [UInt8])] = []
+        let tokens = tokenize(text)
+        if let killID = killThreadToken(tokens, text) {
+            guard let id = UInt32(String(decoding: text[killID], as: UTF8.self)) else { return .unchanged }
+            guard let target = killTarget(id) else { return .refused }
+            replacements.append((killID, Array(String(target).utf8)))
+        }
+        for (index, token) in tokens.enumerated()
+        where token.kind == .word && equalsIgnoringCase(text[token.range], "connection_id") {
+            guard index + 2 < tokens.count, tokens[index + 1].kind == .symbol,
+                text[tokens[index + 1].range.lowerBound] == UInt8(ascii: "("),
+                tokens[index + 2].kind == .symbol, text[tokens[index + 2].range.lowerBound] == UInt8(ascii: ")")
+            else { continue }
+            if index > 0, tokens[index - 1].kind == .symbol,
+                text[tokens[index - 1].range.lowerBound] == UInt8(ascii: ".")
+            {
+                continue  // schema.connection_id(): a stored function, not the built-in
+            }
+            replacements.append(
+                (token.range.lowerBound..<tokens[index + 2].range.upperBound, Array(String(connectionID).utf8)))
+        }
+        guard !replacements.isEmpty else { return .unchanged }
+        var out = ByteBuffer()
+        out.reserveCapacity(payload.readableBytes + 16)
+        out.writeInteger(payload.getInteger(at: payload.readerIndex, as: UInt8.self) ?? 0)
+        var position = 0
+        for (range, bytes) in replacements.sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
+            out.writeBytes(text[position..<range.lowerBound])
+            out.writeBytes(bytes)
+            position = range.upperBound
+        }
+        out.writeBytes(text[position...])
+        return .rewritten(out)
+    }
+
+    struct Token {
+        enum Kind { case word, number, symbol }
+        var kind: Kind
+        var range: Range<Int>
+    }
+
+    /// The number token of a leading `KILL [HARD|SOFT] [CONNECTION|QUERY] n` (not `KILL QUERY ID n`, which
+    /// names a query id, and not `KILL USER name`).
+    static func killThreadToken(_ tokens: [Token], _ text: [UInt8]) -> Range<Int>? {
+        var index = 0
+        func word(_ expected: String) -> Bool {
+            guard index < tokens.count, tokens[index].kind == .word,
+                equalsIgnoringCase(text[tokens[index].range], expected)
+            else { return false }
+            index += 1
+            return true
+        }
+        guard word("kill") else { return nil }
+        _ = word("hard") || word("soft")
+        if word("query") {
+            if word("id") { return nil }
+        } else {
+            _ = word("connection")
+        }
+        guard index < tokens.count, tokens[index].kind == .number else { return nil }
+        let number = tokens[index].range
+        let next = index + 1
+        if next < tokens.count,
+            !(tokens[next].kind == .symbol && text[tokens[next].range.lowerBound] == UInt8(ascii: ";"))
+        {
+            return nil
+        }
+        return number
+    }
+
+    /// Words, numbers and single-character symbols outside strings, quoted identifiers and comments.
+    /// Executable comments (`/*! ... */`, `/*M! ... */`) are read as code.
+    static func tokenize(_ text: [UInt8]) -> [Token] {
+        var tokens: [Token] = []
+        var index = 0
+        let count = text.count
+        func isWordByte(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
+                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+        }
+        while index < count {
+            let byte = text[index]
+            switch byte {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0B, 0x0C:
+                index += 1
+            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"):
+                index += 1
+                while index < count {
+                    if text[index] == UInt8(ascii: "\\") && byte != UInt8(ascii: "`") {
+                        index += 2
+                        continue
+                    }
+                    if text[index] == byte {
+                        if index + 1 < count && text[index + 1] == byte {
+                            index += 2
+                            continue
+                        }
+                        break
+                    }
+                    index += 1
+                }
+                index += 1
+            case UInt8(ascii: "/") where index + 1 < count && text[index + 1] == UInt8(ascii: "*"):
+                let executable =
+                    index + 2 < count
+                    && (text[index + 2] == UInt8(ascii: "!")
+                        || (text[index + 2] == UInt8(ascii: "M") && index + 3 < count
+                            && text[index + 3] == UInt8(ascii: "!")))
+                if executable {
+                    index += text[index + 2] == UInt8(ascii: "!") ? 3 : 4
+                    while index < count && text[index] >= UInt8(ascii: "0") && text[index] <= UInt8(ascii: "9") {
+                        index += 1  // the version number of /*!50001 ... */
+                    }
+                    continue
+                }
+                index += 2
+                while index + 1 < count && !(text[index] == UInt8(ascii: "*") && text[index + 1] == UInt8(ascii: "/")) {
+                    index += 1
+                }
+                index += 2
+            case UInt8(ascii: "*") where index + 1 < count && text[index + 1] == UInt8(ascii: "/"):
+                index += 2  // the end of an executable comment
+            case UInt8(ascii: "#"):
+                while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
+            case UInt8(ascii: "-")
+            where index + 2 < count && text[index + 1] == UInt8(ascii: "-")
+                && (text[index + 2] == UInt8(ascii: " ") || text[index + 2] == UInt8(ascii: "\t")
+                    || text[index + 2] == UInt8(ascii: "\n")):
+                while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
+            default:
+                if isWordByte(byte) {
+                    let start = index
+                    while index < count && isWordByte(text[index]) { index += 1 }
+                    let isNumber = text[start..<index].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+                    tokens.append(Token(kind: isNumber ? .number : .word, range: start..<index))
+                } else {
+                    tokens.append(Token(kind: .symbol, range: index..<index + 1))
+                    index += 1
+                }
+            }
+        }
+        return tokens
+    }
+
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: String) -> Bool {
+        let expected = Array(word.utf8)
+        guard bytes.count == expected.count else { return false }
+        return zip(bytes, expected).allSatisfy { lower($0) == $1 }
+    }
+
+    static func containsIgnoringCase(_ bytes: [UInt8], _ word: String) -> Bool {
+        let needle = Array(word.utf8)
+        guard bytes.count >= needle.count else { return false }
+        var index = 0
+        while index <= bytes.count - needle.count {
+            if lower(bytes[index]) == needle[0] {
+                var offset = 1
+                while offset < needle.count && lower(bytes[index + offset]) == needle[offset] { offset += 1 }
+                if offset == needle.count { return true }
+            }
+            index += 1
+        }
+        return false
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+    }
+}

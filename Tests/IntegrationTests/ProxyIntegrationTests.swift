@@ -1,0 +1,329 @@
+import Foundation
+import Monitor
+import MySQLWire
+import SQLProxy
+import NIOCore
+import Sandbox
+import SwitchyardConfiguration
+import SwitchyardServer
+import Testing
+import Topology
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A running controller with the SQL proxy over a sandbox cluster.
+struct ProxyFixture: Sendable {
+    let cluster: ClusterFixture
+    let controller: Controller
+    let port: Int
+
+    /// Starts the monitor and the proxy (with `adjust` applied to the sandbox's config), waits until the
+    /// proxy accepts connections and knows the primary, runs `body`, then stops them.
+    static func with<T>(
+        _ cluster: ClusterFixture, _ adjust: (inout Config) -> Void = { _ in },
+        _ body: (ProxyFixture) async throws -> T
+    ) async throws -> T {
+        let controller = try cluster.controller(adjust)
+        let proxy = try #require(controller.proxy)
+        let port = proxy.settings.port
+        let monitor = Task { try await controller.monitor.run() }
+        let serving = Task { try await proxy.run() }
+        defer {
+            monitor.cancel()
+            serving.cancel()
+        }
+        try await poll("the proxy knows the primary", deadline: .seconds(10)) { proxy.state.primary != nil }
+        try await poll("the proxy listens", deadline: .seconds(10)) {
+            guard let fd = try? connectLoopback(port: port) else { return false }
+            close(fd)
+            return true
+        }
+        let result = try await body(ProxyFixture(cluster: cluster, controller: controller, port: port))
+        serving.cancel()
+        monitor.cancel()
+        _ = await serving.result
+        _ = await monitor.result
+        return result
+    }
+
+    var appPassword: String { get throws { try cluster.manifest.password("app") } }
+
+    /// The `mariadb` command-line client through the proxy, with verified TLS.
+    func mariadb(_ sql: String, user: String = "app", password: String? = nil, extra: [String] = []) async throws
+        -> ChildProcess.Result
+    {
+        let password = try password ?? appPassword
+        let arguments =
+            [
+                "--no-defaults", "--host=127.0.0.1", "--port=\(port)", "--user=\(user)", "--password=\(password)",
+                "--ssl", "--ssl-ca=\(cluster.manifest.caFile)", "--ssl-verify-server-cert", "--batch",
+                "--skip-column-names",
+            ] + extra + ["-e", sql]
+        return try await offPool { try ChildProcess.capture("/usr/bin/mariadb", arguments) }
+    }
+
+    /// Runs a client program from Tests/Clients with the SY_* environment pointing at the proxy.
+    func client(_ program: [String], extraEnvironment: [String] = []) async throws -> ChildProcess.Result {
+        let environment = [
+            "SY_HOST=127.0.0.1", "SY_PORT=\(port)", "SY_USER=app", "SY_PASSWORD=\(try appPassword)", "SY_DB=appdb",
+            "SY_CA=\(cluster.manifest.caFile)",
+        ]
+        return try await offPool { try ChildProcess.capture("/usr/bin/env", environment + extraEnvironment + program) }
+    }
+}
+
+/// The directory of the client programs (Tests/Clients).
+func clientsDirectory() -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Clients").path
+}
+
+/// Builds Tests/Clients/libmariadb_features.c once per test run.
+func libmariadbFeaturesBinary() async throws -> String {
+    let output = NSTemporaryDirectory() + "switchyard-libmariadb-features-\(getpid())"
+    if FileManager.default.isExecutableFile(atPath: output) { return output }
+    let source = clientsDirectory() + "/libmariadb_features.c"
+    let flags = try await offPool {
+        try ChildProcess.run("/usr/bin/pkg-config", ["--cflags", "--libs", "libmariadb"])
+    }.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+    let result = try await offPool {
+        try ChildProcess.capture("/usr/bin/cc", ["-O1", "-Wall", "-o", output, source, "-lpthread"] + flags)
+    }
+    guard result.status == 0 else { throw Timeout(description: "cc failed: \(result.stderr)") }
+    return output
+}
+
+extension IntegrationTests {
+    @Test(
+        "Proxy: the mariadb CLI logs in with verified TLS, its statements reach the primary over TLS, errors and ids are a server's"
+    )
+    func proxyWithMariaDBCLI() async throws {
+        try await ClusterFixture.with { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let primaryPort = cluster.instance("s1").port
+                let result = try await proxy.mariadb(
+                    """
+                    SELECT @@port, DATABASE(), CURRENT_USER();
+                    SHOW SESSION STATUS LIKE 'Ssl_cipher';
+                    CREATE TABLE IF NOT EXISTS appdb.cli_t (id INT PRIMARY KEY, v VARCHAR(20));
+                    INSERT INTO appdb.cli_t VALUES (1, 'one');
+                    SELECT v FROM appdb.cli_t;
+                    """, extra: ["--database=appdb"])
+                #expect(result.status == 0, "\(result.stderr)")
+                let lines = result.stdout.split(separator: "\n").map(String.init)
+                #expect(lines.first == "\(primaryPort)\tappdb\tapp@127.0.0.1")
+                // The backend hop's cipher, reported by the server the statement ran on.
+                let cipher = lines.dropFirst().first?.split(separator: "\t").last.map(String.init) ?? ""
+                #expect(lines.dropFirst().first?.hasPrefix("Ssl_cipher\t") == true && !cipher.isEmpty, "\(lines)")
+                #expect(lines.last == "one")
+
+                // The client hop is TLS with the proxy's certificate, verified against the sandbox CA.
+                let status = try await proxy.mariadb("\\s")
+                #expect(status.stdout.contains("Cipher in use"), "\(status.stdout)")
+
+                // A server error keeps its errno, SQLSTATE and text.
+                let duplicate = try await proxy.mariadb("INSERT INTO appdb.cli_t VALUES (1, 'again')")
+                #expect(duplicate.status != 0)
+                #expect(duplicate.stderr.contains("ERROR 1062 (23000)"), "\(duplicate.stderr)")
+
+                // CONNECTION_ID() is the id from the greeting, and KILL QUERY of that id reaches the session.
+                let ids = try await proxy.mariadb("SELECT CONNECTION_ID(); KILL QUERY CONNECTION_ID(); SELECT 'alive'")
+                #expect(ids.status == 0, "\(ids.stderr)")
+                let killed = try await proxy.mariadb("KILL QUERY 4000000000")
+                #expect(killed.stderr.contains("ERROR 1094"), "\(killed.stderr)")
+
+                let metrics = try #require(proxy.controller.proxy?.metrics.totals())
+                #expect(metrics.connectionsTotal >= 4)
+                #expect(metrics.statementsTotal >= 5)
+                #expect(metrics.errorsTotal >= 2)
+            }
+        }
+    }
+
+    @Test(
+        "Proxy: wrong passwords get the server's 1045; a user created a moment ago logs in at once; REQUIRE SSL holds")
+    func proxyAuthentication() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let wrong = try await proxy.mariadb("SELECT 1", password: "not-the-password")
+                #expect(wrong.status != 0)
+                #expect(
+                    wrong.stderr.contains(
+                        "ERROR 1045 (28000): Access denied for user 'app'@'127.0.0.1' (using password: YES)"),
+                    "\(wrong.stderr)")
+                let unknown = try await proxy.mariadb("SELECT 1", user: "nobody", password: "x")
+                #expect(unknown.stderr.contains("ERROR 1045 (28000)"), "\(unknown.stderr)")
+
+                // Created directly on the primary a moment ago: the proxy refreshes its accounts on the miss.
+                try await cluster.rootSQL(
+                    "s1",
+                    "CREATE USER 'fresh'@'127.0.0.1' IDENTIFIED BY 'fresh-pw'; GRANT SELECT ON appdb.* TO 'fresh'@'127.0.0.1'"
+                )
+                let fresh = try await proxy.mariadb("SELECT CURRENT_USER()", user: "fresh", password: "fresh-pw")
+                #expect(fresh.status == 0, "\(fresh.stderr)")
+                #expect(fresh.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "fresh@127.0.0.1")
+
+                // A changed password works at once too, and the old one no longer does.
+                try await cluster.rootSQL("s1", "ALTER USER 'fresh'@'127.0.0.1' IDENTIFIED BY 'second-pw'")
+                #expect(try await proxy.mariadb("SELECT 1", user: "fresh", password: "second-pw").status == 0)
+                #expect(try await proxy.mariadb("SELECT 1", user: "fresh", password: "fresh-pw").status != 0)
+
+                // A database created a moment ago can be used at once.
+                try await cluster.rootSQL("s1", "CREATE DATABASE justnow; GRANT ALL ON justnow.* TO 'app'@'127.0.0.1'")
+                let use = try await proxy.mariadb("SELECT DATABASE()", extra: ["--database=justnow"])
+                #expect(use.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "justnow", "\(use.stderr)")
+
+                // The app account is REQUIRE SSL: a plaintext login through the proxy is refused like the server does.
+                let password = try proxy.appPassword
+                let plaintext = try await offPool {
+                    try ChildProcess.capture(
+                        "/usr/bin/mariadb",
+                        [
+                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=app",
+                            "--password=\(password)", "--skip-ssl", "-e", "SELECT 1",
+                        ])
+                }
+                #expect(plaintext.status != 0)
+                #expect(plaintext.stderr.contains("ERROR 1045"), "\(plaintext.stderr)")
+            }
+        }
+    }
+
+    @Test(
+        "Proxy: libmariadb features through the proxy (prepared, long data, cursors, bulk, multi-results, LOCAL INFILE)"
+    )
+    func proxyLibmariadbFeatures() async throws {
+        let binary = try await libmariadbFeaturesBinary()
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let checks = [
+                    "tls", "prepared", "long_data", "cursor", "bulk", "multi", "local_infile", "bigrow",
+                    "connection_id",
+                    "kill_query", "admin", "transactions",
+                ]
+                for check in checks {
+                    let result = try await proxy.client([binary, check])
+                    #expect(result.status == 0, "\(check): \(result.stdout)\(result.stderr)")
+                }
+            }
+        }
+    }
+
+    @Test("Proxy: Python (PyMySQL) and Perl (DBD::MariaDB) workloads run through the proxy unchanged")
+    func proxyClientLibraries() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let python = try await proxy.client(["/usr/bin/python3", clientsDirectory() + "/pymysql_workload.py"])
+                #expect(python.status == 0, "\(python.stdout)\(python.stderr)")
+                let perl = try await proxy.client(["/usr/bin/perl", clientsDirectory() + "/dbd_mariadb_workload.pl"])
+                #expect(perl.status == 0, "\(perl.stdout)\(perl.stderr)")
+            }
+        }
+    }
+
+    @Test(
+        "Proxy limits: allowlists, max connections, require_tls, handshake timeout and bad bytes end one session only")
+    func proxyLimits() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            // Only 10.0.0.0/8 may connect: 127.0.0.1 gets the server's 1130.
+            try await ProxyFixture.with(cluster, { $0.proxy?.allowedNetworks = [CIDR("10.0.0.0/8")!] }) { proxy in
+                let refused = try await proxy.mariadb("SELECT 1")
+                #expect(refused.stderr.contains("1130"), "\(refused.stderr)")
+            }
+            // Per user: app may only come from 10.0.0.0/8.
+            try await ProxyFixture.with(cluster, { $0.proxy?.userNetworks = ["app": [CIDR("10.0.0.0/8")!]] }) { proxy in
+                let refused = try await proxy.mariadb("SELECT 1")
+                #expect(refused.stderr.contains("ERROR 1045"), "\(refused.stderr)")
+            }
+            try await ProxyFixture.with(
+                cluster,
+                {
+                    $0.proxy?.maxConnections = 2
+                    $0.proxy?.requireTLS = true
+                    $0.proxy?.handshakeTimeout = .milliseconds(500)
+                }
+            ) { proxy in
+                // Two idle clients fill the proxy; a third gets 1040.
+                let first = try connectLoopback(port: proxy.port)
+                let second = try connectLoopback(port: proxy.port)
+                defer {
+                    close(first)
+                    close(second)
+                }
+                try await poll("two sessions", deadline: .seconds(5)) {
+                    proxy.controller.proxy?.state.sessionCount == 2
+                }
+                let third = try await proxy.mariadb("SELECT 1")
+                #expect(third.stderr.contains("1040"), "\(third.stderr)")
+
+                // The idle ones are disconnected by the handshake timeout; then logins work again.
+                try await poll("handshake timeout", deadline: .seconds(5)) {
+                    proxy.controller.proxy?.state.sessionCount == 0
+                }
+                #expect(try await proxy.mariadb("SELECT 1").status == 0)
+
+                // require_tls: a plaintext login is refused with 3159.
+                let password = try proxy.appPassword
+                let plaintext = try await offPool {
+                    try ChildProcess.capture(
+                        "/usr/bin/mariadb",
+                        [
+                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=app",
+                            "--password=\(password)", "--skip-ssl", "-e", "SELECT 1",
+                        ])
+                }
+                #expect(plaintext.stderr.contains("3159"), "\(plaintext.stderr)")
+
+                // Garbage instead of a handshake response: ERR 1043 and close; the proxy serves the next client.
+                let raw = try RawConnection(port: proxy.port)
+                let greeting: MySQLPacket? = try raw.receive()
+                #expect(greeting != nil)
+                try raw.send(MySQLPacket(sequenceID: 1, payload: ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF])))
+                let answer: MySQLPacket? = try raw.receive()
+                #expect(answer?.payload.getInteger(at: answer!.payload.readerIndex, as: UInt8.self) == 0xFF)
+                #expect(try await proxy.mariadb("SELECT 1").status == 0)
+            }
+        }
+    }
+
+    @Test(
+        "Proxy follows the primary: after a switchover new connections write on the new primary; old sessions end clearly"
+    )
+    func proxyFollowsPrimary() async throws {
+        try await ClusterFixture.with(servers: 2) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let before = try await proxy.mariadb("SELECT @@port")
+                #expect(
+                    before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(cluster.instance("s1").port)")
+                // Manual switchover: s1 read-only, s2 promoted, s1 replicates from s2.
+                let s2 = cluster.instance("s2").port
+                let replicationPassword = try cluster.manifest.password("replication")
+                try await cluster.rootSQL("s1", "SET GLOBAL read_only = ON")
+                try await poll("s2 caught up", deadline: .seconds(10)) {
+                    let s1 = try await cluster.rootSQL("s1", "SELECT @@gtid_binlog_pos")
+                    let s2 = try await cluster.rootSQL("s2", "SELECT @@gtid_slave_pos")
+                    return s1 == s2
+                }
+                try await cluster.rootSQL("s2", "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+                try await cluster.rootSQL(
+                    "s1",
+                    """
+                    CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=\(s2), MASTER_USER='repl',
+                      MASTER_PASSWORD='\(replicationPassword)', MASTER_USE_GTID=slave_pos, MASTER_SSL=1,
+                      MASTER_SSL_CA='\(cluster.manifest.caFile)', MASTER_SSL_VERIFY_SERVER_CERT=1;
+                    START SLAVE;
+                    """)
+                try await poll("the proxy routes to s2", deadline: .seconds(10)) {
+                    proxy.controller.proxy?.state.primary?.name == "s2"
+                }
+                let after = try await proxy.mariadb(
+                    "CREATE TABLE IF NOT EXISTS appdb.moved (id INT PRIMARY KEY); INSERT INTO appdb.moved VALUES (1); SELECT @@port"
+                )
+                #expect(after.status == 0, "\(after.stderr)")
+                #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(s2)")
+            }
+        }
+    }
+}

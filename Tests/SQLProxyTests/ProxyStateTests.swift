@@ -1,0 +1,35 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SQLProxy
+
+@Suite struct ProxyStateTests {
+    private func handle(_ loop: EmbeddedEventLoop) -> ProxyState.SessionHandle {
+        ProxyState.SessionHandle(user: "u", eventLoop: loop, backend: nil, backendThreadID: nil, close: {})
+    }
+
+    @Test("Sessions get distinct non-zero ids and the limit holds")
+    func register() {
+        let state = ProxyState()
+        let loop = EmbeddedEventLoop()
+        let a = state.register(limit: 2) { _ in handle(loop) }
+        let b = state.register(limit: 2) { _ in handle(loop) }
+        #expect(a != nil && b != nil && a != b && a != 0)
+        #expect(state.register(limit: 2) { _ in handle(loop) } == nil)
+        state.unregister(a!)
+        #expect(state.register(limit: 2) { _ in handle(loop) } != nil)
+    }
+
+    @Test("Failed-login throttling is off at 0 and counts within the window only")
+    func throttle() {
+        let state = ProxyState()
+        let now = ContinuousClock.now
+        for _ in 0..<10 { state.recordFailedLogin("u@h", max: 0, now: now) }
+        #expect(!state.isThrottled("u@h", max: 0, window: .seconds(60), now: now))
+        for _ in 0..<3 { state.recordFailedLogin("u@h", max: 3, now: now) }
+        #expect(state.isThrottled("u@h", max: 3, window: .seconds(60), now: now))
+        #expect(!state.isThrottled("u@other", max: 3, window: .seconds(60), now: now))
+        #expect(!state.isThrottled("u@h", max: 3, window: .seconds(60), now: now + .seconds(61)))
+    }
+}
