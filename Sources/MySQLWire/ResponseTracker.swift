@@ -57,7 +57,8 @@ public struct ResponseTracker: Sendable {
         self.command = command
         self.capabilities = capabilities
         switch command {
-        case .statistics: phase = .singlePacket
+        // One packet: the statistics string; the EOF (or OK) of COM_SET_OPTION and COM_DEBUG; or an ERR.
+        case .statistics, .setOption, .debug: phase = .singlePacket
         case .fieldList: phase = .fieldList
         case .statementFetch: phase = .rows  // rows of the open cursor, then EOF (or ERR)
         default: phase = .start

@@ -1,10 +1,13 @@
 public import Topology
 
 /// The accounts the proxy verifies clients against: read from the primary's `mysql.user` by the
-/// controller, refreshed on an interval and at once when a login does not match (an account created or
-/// a password changed a moment ago works on the first try). Refreshes are shared by concurrent logins
-/// and spaced by `minimumRefreshGap`, so a flood of bad logins costs the primary at most a few reads a
-/// second.
+/// controller, refreshed on an interval and at once when a login does not match, so an account created
+/// or a password changed a moment ago works on the first try.
+///
+/// `refresh()` returns only after a read that started after the call has finished, so it never answers
+/// from a read older than the change the caller may be looking for. Concurrent callers share reads, and
+/// reads start at most once per `minimumRefreshGap`: a flood of bad logins costs the primary a bounded
+/// number of small queries.
 public actor AccountDirectory {
     public typealias Loader = @Sendable () async throws -> [Account]
 
@@ -12,47 +15,61 @@ public actor AccountDirectory {
     private let minimumRefreshGap: Duration
     private let clock = ContinuousClock()
     private var accounts: [Account] = []
-    private var loadedAt: ContinuousClock.Instant?
-    private var refreshing: Task<Void, Never>?
+    private var loaded = false
+    private var lastStart: ContinuousClock.Instant?
+    /// Start time of the newest read that has finished (successfully or not).
+    private var lastFinishedStart: ContinuousClock.Instant?
+    private var inFlight: Task<Void, Never>?
     private var lastError: String?
 
-    public init(minimumRefreshGap: Duration = .milliseconds(200), loader: @escaping Loader) {
+    public init(minimumRefreshGap: Duration = .milliseconds(20), loader: @escaping Loader) {
         self.loader = loader
         self.minimumRefreshGap = minimumRefreshGap
     }
 
     /// The account a login by `user` from `clientAddress` matches, from what is loaded now (loading
-    /// first if nothing ever was).
+    /// first if nothing was loaded yet).
     public func match(user: String, clientAddress: String) async -> Account? {
-        if loadedAt == nil { await refresh() }
+        if !loaded { await refresh() }
         return AccountMatcher.match(user: user, clientAddress: clientAddress, in: accounts)
     }
 
-    /// Reads the accounts again unless that happened within `minimumRefreshGap`; concurrent callers
-    /// wait for the same read.
+    /// Reads the accounts again; see the type's documentation for sharing and spacing.
     public func refresh() async {
-        if let refreshing {
-            await refreshing.value
-            return
+        let requested = clock.now
+        while true {
+            if let finished = lastFinishedStart, finished >= requested { return }
+            if let inFlight {
+                await inFlight.value
+                continue
+            }
+            if let lastStart, clock.now < lastStart + minimumRefreshGap {
+                try? await Task.sleep(until: lastStart + minimumRefreshGap, clock: clock)
+                continue
+            }
+            let started = clock.now
+            lastStart = started
+            let task = Task { await self.load(started: started) }
+            inFlight = task
+            await task.value
         }
-        if let loadedAt, clock.now - loadedAt < minimumRefreshGap { return }
-        let loader = self.loader
-        let task = Task { () -> Result<[Account], any Error> in
-            do { return .success(try await loader()) } catch { return .failure(error) }
-        }
-        let waiter = Task<Void, Never> { _ = await task.value }
-        refreshing = waiter
-        let result = await task.value
-        refreshing = nil
+    }
+
+    /// One read; the bookkeeping happens on the actor before the task completes, so a caller woken by
+    /// the task's end always sees it.
+    private func load(started: ContinuousClock.Instant) async {
+        let result: Result<[Account], any Error>
+        do { result = .success(try await loader()) } catch { result = .failure(error) }
+        inFlight = nil
+        lastFinishedStart = started
         switch result {
-        case .success(let loaded):
-            accounts = loaded
-            loadedAt = clock.now
+        case .success(let fresh):
+            accounts = fresh
+            loaded = true
             lastError = nil
         case .failure(let error):
             // Keep the accounts we have: a primary briefly unreachable must not lock everyone out.
             lastError = "\(error)"
-            if loadedAt == nil { loadedAt = clock.now }
         }
     }
 

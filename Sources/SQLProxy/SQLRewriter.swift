@@ -26,24 +26,21 @@ enum SQLRewriter {
         else { return .unchanged }
         var replacements: [(Range<Int>, [UInt8])] = []
         let tokens = tokenize(text)
-        if let killID = killThreadToken(tokens, text) {
-            guard let id = UInt32(String(decoding: text[killID], as: UTF8.self)) else { return .unchanged }
-            guard let target = killTarget(id) else { return .refused }
-            replacements.append((killID, Array(String(target).utf8)))
-        }
-        for (index, token) in tokens.enumerated()
-        where token.kind == .word && equalsIgnoringCase(text[token.range], "connection_id") {
-            guard index + 2 < tokens.count, tokens[index + 1].kind == .symbol,
-                text[tokens[index + 1].range.lowerBound] == UInt8(ascii: "("),
-                tokens[index + 2].kind == .symbol, text[tokens[index + 2].range.lowerBound] == UInt8(ascii: ")")
-            else { continue }
-            if index > 0, tokens[index - 1].kind == .symbol,
-                text[tokens[index - 1].range.lowerBound] == UInt8(ascii: ".")
-            {
-                continue  // schema.connection_id(): a stored function, not the built-in
+        if let target = killStatementTarget(tokens, text) {
+            let id: UInt32?
+            switch target {
+            case .number(let range): id = UInt32(String(decoding: text[range], as: UTF8.self))
+            case .connectionID: id = connectionID
             }
-            replacements.append(
-                (token.range.lowerBound..<tokens[index + 2].range.upperBound, Array(String(connectionID).utf8)))
+            guard let id else { return .unchanged }
+            guard let thread = killTarget(id) else { return .refused }
+            replacements.append((target.range, Array(String(thread).utf8)))
+        }
+        for index in tokens.indices {
+            guard let call = connectionIDCall(at: index, tokens, text),
+                !replacements.contains(where: { $0.0.overlaps(call) })
+            else { continue }
+            replacements.append((call, Array(String(connectionID).utf8)))
         }
         guard !replacements.isEmpty else { return .unchanged }
         var out = ByteBuffer()
@@ -65,9 +62,21 @@ enum SQLRewriter {
         var range: Range<Int>
     }
 
-    /// The number token of a leading `KILL [HARD|SOFT] [CONNECTION|QUERY] n` (not `KILL QUERY ID n`, which
+    enum KillTarget {
+        case number(Range<Int>)
+        /// `KILL [QUERY] CONNECTION_ID()`: the session itself.
+        case connectionID(Range<Int>)
+
+        var range: Range<Int> {
+            switch self {
+            case .number(let range), .connectionID(let range): range
+            }
+        }
+    }
+
+    /// The thread id of a leading `KILL [HARD|SOFT] [CONNECTION|QUERY] n` (not `KILL QUERY ID n`, which
     /// names a query id, and not `KILL USER name`).
-    static func killThreadToken(_ tokens: [Token], _ text: [UInt8]) -> Range<Int>? {
+    static func killStatementTarget(_ tokens: [Token], _ text: [UInt8]) -> KillTarget? {
         var index = 0
         func word(_ expected: String) -> Bool {
             guard index < tokens.count, tokens[index].kind == .word,
@@ -83,15 +92,36 @@ enum SQLRewriter {
         } else {
             _ = word("connection")
         }
-        guard index < tokens.count, tokens[index].kind == .number else { return nil }
-        let number = tokens[index].range
-        let next = index + 1
-        if next < tokens.count,
-            !(tokens[next].kind == .symbol && text[tokens[next].range.lowerBound] == UInt8(ascii: ";"))
+        guard index < tokens.count else { return nil }
+        let target: KillTarget
+        if tokens[index].kind == .number {
+            target = .number(tokens[index].range)
+            index += 1
+        } else if let call = connectionIDCall(at: index, tokens, text) {
+            target = .connectionID(call)
+            index += 3
+        } else {
+            return nil
+        }
+        if index < tokens.count,
+            !(tokens[index].kind == .symbol && text[tokens[index].range.lowerBound] == UInt8(ascii: ";"))
         {
             return nil
         }
-        return number
+        return target
+    }
+
+    /// The bytes of `CONNECTION_ID()` (the built-in, not `schema.connection_id()`) starting at token `index`.
+    static func connectionIDCall(at index: Int, _ tokens: [Token], _ text: [UInt8]) -> Range<Int>? {
+        func symbol(_ offset: Int, _ character: Unicode.Scalar) -> Bool {
+            let position = index + offset
+            guard position >= 0, position < tokens.count, tokens[position].kind == .symbol else { return false }
+            return text[tokens[position].range.lowerBound] == UInt8(ascii: character)
+        }
+        guard tokens[index].kind == .word, equalsIgnoringCase(text[tokens[index].range], "connection_id"),
+            symbol(1, "("), symbol(2, ")"), !symbol(-1, ".")
+        else { return nil }
+        return tokens[index].range.lowerBound..<tokens[index + 2].range.upperBound
     }
 
     /// Words, numbers and single-character symbols outside strings, quoted identifiers and comments.

@@ -75,8 +75,8 @@ sub check_tls {
     my $client_cipher = $dbh->{mariadb_ssl_cipher};
     expect($client_cipher, 'mariadb_ssl_cipher is empty: the connection is not encrypted');
     my (undef, $server_cipher) = $dbh->selectrow_array("SHOW SESSION STATUS LIKE 'Ssl_cipher'");
-    expect($server_cipher && $server_cipher eq $client_cipher,
-        "server cipher '" . ($server_cipher // '') . "' differs from client cipher '$client_cipher'");
+    # Through a proxy the server reports the cipher of the proxy's own hop, which may differ.
+    expect($server_cipher, "the server reports no Ssl_cipher: the server hop is not encrypted");
 }
 
 sub check_schema {

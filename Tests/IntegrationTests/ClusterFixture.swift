@@ -62,7 +62,8 @@ struct ClusterFixture: Sendable {
         var config = try config()
         adjust(&config)
         var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         return try Controller(config: config, logger: logger)
     }
 

@@ -24,7 +24,10 @@ import Testing
             let buffer = held
             let count = scanner.scan(buffer) { start in
                 seen.append(
-                    (start.sequenceID, start.length, start.isContinuation, buffer.getInteger(at: start.payloadIndex)))
+                    (
+                        start.sequenceID, start.length, start.isContinuation,
+                        start.length > 0 ? buffer.getInteger(at: start.payloadIndex) : nil
+                    ))
                 return true
             }
             forwarded += held.readBytes(length: count) ?? []

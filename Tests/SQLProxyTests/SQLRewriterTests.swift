@@ -36,7 +36,7 @@ import Testing
         #expect(rewrite("KILL HARD CONNECTION 12") == "KILL HARD CONNECTION 1012")
         #expect(rewrite("KILL QUERY ID 5") == "KILL QUERY ID 5")
         #expect(rewrite("KILL USER app") == "KILL USER app")
-        #expect(rewrite("KILL QUERY CONNECTION_ID()") == "KILL QUERY 77")
+        #expect(rewrite("KILL QUERY CONNECTION_ID()") == "KILL QUERY 1077")
         #expect(rewrite("SELECT 'KILL 5'") == "SELECT 'KILL 5'")
         #expect(rewrite("KILL 5", kill: { _ in nil }) == nil)
     }
