@@ -136,8 +136,10 @@ let package = Package(
         .testTarget(
             name: "SQLProxyTests",
             dependencies: [
-                "SQLProxy", .product(name: "NIOCore", package: "swift-nio"),
+                "SQLProxy", "MySQLWire", "Topology", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
