@@ -76,6 +76,13 @@ extension IntegrationTests {
                     "name", "address", "role", "read_only", "gtid_current_pos", "source", "io_running", "sql_running",
                     "last_error",
                 ])
+            let proxy = try #require(statusObject["proxy"] as? [String: Any])
+            #expect(
+                Set(proxy.keys) == [
+                    "listen", "primary", "connections_current", "connections_total", "statements_total",
+                    "bytes_from_clients", "bytes_to_clients", "errors_total", "failed_logins",
+                ])
+            #expect(proxy["primary"] as? String == "s1")
 
             // The table views render too.
             let table = try await runCLI(["lag", "--config", config])
@@ -91,6 +98,7 @@ extension IntegrationTests {
             let metrics = try await httpGet(port: port, path: "/metrics", token: token)
             #expect(metrics.contains("switchyard_server_up{"))
             #expect(metrics.contains("switchyard_replication_lag_seconds{"))
+            #expect(metrics.contains("switchyard_proxy_connections "))
 
             kill(daemon, SIGTERM)
             try await poll("daemon exits after SIGTERM", deadline: .seconds(10)) {

@@ -8,7 +8,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Flag(
         help:
-            "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}]}."
+            "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}],\"proxy\":{listen,primary,connections_current,connections_total,statements_total,bytes_from_clients,bytes_to_clients,errors_total,failed_logins}|null}."
     )
     var json = false
 
@@ -35,6 +35,8 @@ struct StatusCommand: AsyncParsableCommand {
             }
         }
         var servers: [Server]
+        /// The SQL proxy's counters; null when the proxy is off.
+        @ExplicitNull var proxy: StatusDocument.Proxy?
     }
 
     func run() async throws {
@@ -47,7 +49,7 @@ struct StatusCommand: AsyncParsableCommand {
                             name: $0.name, address: $0.address, role: $0.role, readOnly: $0.readOnly,
                             gtidCurrentPos: $0.gtidCurrentPos, source: $0.source, ioRunning: $0.ioRunning,
                             sqlRunning: $0.sqlRunning, lastError: $0.lastError)
-                    }))
+                    }, proxy: status.proxy))
             return
         }
         print("Cluster \(status.cluster), primary \(status.primary ?? "none"), epoch \(status.epoch)")
@@ -64,6 +66,15 @@ struct StatusCommand: AsyncParsableCommand {
             Table.render(
                 header: ["NAME", "ADDRESS", "ROLE", "READ_ONLY", "GTID", "SOURCE", "IO", "SQL", "LAST ERROR"],
                 rows: rows))
+        if let proxy = status.proxy {
+            print(
+                "Proxy on \(proxy.listen) → \(proxy.primary ?? "no primary"): \(proxy.connectionsCurrent) connections now, "
+                    + "\(proxy.connectionsTotal) logins, \(proxy.statementsTotal) statements, \(proxy.errorsTotal) errors, "
+                    + "\(proxy.failedLogins) failed logins, \(proxy.bytesFromClients) bytes in / \(proxy.bytesToClients) out"
+            )
+        } else {
+            print("Proxy: off")
+        }
         if status.anomalies.isEmpty {
             print("No anomalies.")
         } else {
