@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "MySQLWireTests",
             dependencies: [
-                "MySQLWire",
+                "MySQLWire", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],

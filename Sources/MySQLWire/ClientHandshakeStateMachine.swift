@@ -65,12 +65,16 @@ public struct ClientHandshakeStateMachine: Sendable {
         case sendAndStartTLS(MySQLPacket)
         case authenticated(Session)
         case failed(Failure)
+        /// The server wants an answer from a plugin only the client can give (`client_ed25519`): pass
+        /// `challenge` to the client, then call `pluginAnswered(_:)` with its answer.
+        case pluginChallenge(plugin: String, challenge: [UInt8])
     }
 
     private enum State: Sendable {
         case awaitingGreeting
         case tlsStarting(Packets.HandshakeV10, shared: CapabilityFlags)
         case awaitingResult(Packets.HandshakeV10, shared: CapabilityFlags, switched: Bool)
+        case awaitingPluginAnswer(Packets.HandshakeV10, shared: CapabilityFlags, nextSequenceID: UInt8)
         case done
     }
 
@@ -129,6 +133,10 @@ public struct ClientHandshakeStateMachine: Sendable {
                 guard let request = Packets.AuthSwitchRequest.decode(packet.payload) else {
                     return fail(.protocolViolation("bad auth switch request"))
                 }
+                if request.pluginName == MariaDBEd25519().name && settings.passwordSHA1 == nil {
+                    state = .awaitingPluginAnswer(greeting, shared: shared, nextSequenceID: packet.sequenceID &+ 1)
+                    return .pluginChallenge(plugin: request.pluginName, challenge: request.pluginData)
+                }
                 guard request.pluginName == MySQLNativePassword().name else {
                     return fail(.unsupportedPlugin(request.pluginName))
                 }
@@ -142,9 +150,18 @@ public struct ClientHandshakeStateMachine: Sendable {
                 return fail(.protocolViolation("unexpected packet 0x\(String(header ?? 0, radix: 16)) during login"))
             }
 
-        case .tlsStarting, .done:
+        case .tlsStarting, .awaitingPluginAnswer, .done:
             return fail(.protocolViolation("unexpected packet during login"))
         }
+    }
+
+    /// The client's answer to a `.pluginChallenge`.
+    public mutating func pluginAnswered(_ answer: [UInt8]) -> Action {
+        guard case .awaitingPluginAnswer(let greeting, let shared, let sequenceID) = state else {
+            return fail(.protocolViolation("plugin answer arrived unexpectedly"))
+        }
+        state = .awaitingResult(greeting, shared: shared, switched: true)
+        return .send(MySQLPacket(sequenceID: sequenceID, payload: ByteBuffer(bytes: answer)))
     }
 
     /// The TLS handshake with the backend finished: send the full response (sequence id 2).

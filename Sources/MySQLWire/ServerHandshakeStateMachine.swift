@@ -44,6 +44,9 @@ public struct ServerHandshakeStateMachine: Sendable {
         public var attributes: [String: String]
         /// SHA1(password) for `mysql_native_password` logins: lets the proxy log in to backends as this user.
         public var passwordSHA1: [UInt8]?
+        /// For plugins the proxy cannot answer itself (`client_ed25519`): the client's verified answer to
+        /// the server challenge the proxy passed on, for the proxy to hand to that server.
+        public var pluginAnswer: [UInt8]?
         public var tls: Bool
     }
 
@@ -66,7 +69,11 @@ public struct ServerHandshakeStateMachine: Sendable {
         case greetingSent(tls: Bool)
         case tlsStarting
         case awaitingSwitchResponse(Packets.HandshakeResponse41, tls: Bool, nextSequenceID: UInt8)
-        case awaitingCredential(Packets.HandshakeResponse41, response: [UInt8], tls: Bool, nextSequenceID: UInt8)
+        case awaitingCredential(
+            Packets.HandshakeResponse41, response: [UInt8], tls: Bool, nextSequenceID: UInt8, challenge: [UInt8],
+            plugin: String)
+        case awaitingPluginAnswer(
+            Packets.HandshakeResponse41, tls: Bool, nextSequenceID: UInt8, challenge: [UInt8], plugin: String)
         case done
     }
 
@@ -126,7 +133,8 @@ public struct ServerHandshakeStateMachine: Sendable {
                 return .send(MySQLPacket(sequenceID: packet.sequenceID &+ 1, payload: payload))
             }
             state = .awaitingCredential(
-                response, response: response.authResponse, tls: tls, nextSequenceID: packet.sequenceID &+ 1)
+                response, response: response.authResponse, tls: tls, nextSequenceID: packet.sequenceID &+ 1,
+                challenge: settings.scramble, plugin: method.name)
             return .lookUpCredential(username: response.username)
 
         case .awaitingSwitchResponse(let response, let tls, let expected):
@@ -135,7 +143,16 @@ public struct ServerHandshakeStateMachine: Sendable {
             }
             state = .awaitingCredential(
                 response, response: Array(packet.payload.readableBytesView), tls: tls,
-                nextSequenceID: packet.sequenceID &+ 1)
+                nextSequenceID: packet.sequenceID &+ 1, challenge: settings.scramble, plugin: method.name)
+            return .lookUpCredential(username: response.username)
+
+        case .awaitingPluginAnswer(let response, let tls, let expected, let challenge, let plugin):
+            guard packet.sequenceID == expected else {
+                return protocolError("packet out of order", sequenceID: packet.sequenceID &+ 1)
+            }
+            state = .awaitingCredential(
+                response, response: Array(packet.payload.readableBytesView), tls: tls,
+                nextSequenceID: packet.sequenceID &+ 1, challenge: challenge, plugin: plugin)
             return .lookUpCredential(username: response.username)
 
         case .initial, .tlsStarting, .awaitingCredential, .done:
@@ -150,30 +167,67 @@ public struct ServerHandshakeStateMachine: Sendable {
         return .wait
     }
 
+    /// The client's handshake response while its credential is being looked up.
+    public var pendingResponse: Packets.HandshakeResponse41? {
+        guard case .awaitingCredential(let response, _, _, _, _, _) = state else { return nil }
+        return response
+    }
+
+    /// The plugin whose answer the client gave last (`mysql_native_password` until `switchPlugin`).
+    public var answeredPlugin: String? {
+        guard case .awaitingCredential(_, _, _, _, _, let plugin) = state else { return nil }
+        return plugin
+    }
+
+    /// The account needs another plugin than the one the client answered with: ask the client to answer
+    /// `challenge` with `plugin` (an AuthSwitchRequest). Its answer comes back as `.lookUpCredential`.
+    public mutating func switchPlugin(_ plugin: String, challenge: [UInt8]) -> Action {
+        guard case .awaitingCredential(let response, _, let tls, let sequenceID, _, _) = state else {
+            return protocolError("plugin switch arrived unexpectedly", sequenceID: 0)
+        }
+        state = .awaitingPluginAnswer(
+            response, tls: tls, nextSequenceID: sequenceID &+ 1, challenge: challenge, plugin: plugin)
+        var payload = ByteBuffer()
+        Packets.AuthSwitchRequest(pluginName: plugin, pluginData: challenge).encode(into: &payload)
+        return .send(MySQLPacket(sequenceID: sequenceID, payload: payload))
+    }
+
     /// Whether `credential` accepts the client's answer, without changing state: lets the handler refresh
     /// a stale account store and look again before it decides (a password changed a moment ago).
     public func verifies(_ credential: StoredCredential?) -> Bool {
-        guard case .awaitingCredential(_, let answer, _, _) = state, let credential else { return false }
-        return method.verify(response: answer, scramble: settings.scramble, credential: credential)
+        guard case .awaitingCredential(_, let answer, _, _, let challenge, let plugin) = state, let credential else {
+            return false
+        }
+        return Self.verify(answer, challenge: challenge, plugin: plugin, credential: credential).accepted
+    }
+
+    private static func verify(_ answer: [UInt8], challenge: [UInt8], plugin: String, credential: StoredCredential)
+        -> (accepted: Bool, passwordSHA1: [UInt8]?)
+    {
+        switch credential {
+        case .nativePassword(let doubleSHA1):
+            guard plugin == MySQLNativePassword().name else { return (false, nil) }
+            let recovered = MySQLNativePassword.recoverPasswordSHA1(
+                response: answer, scramble: challenge, doubleSHA1: doubleSHA1)
+            return (recovered != nil, recovered)
+        case .empty:
+            return (answer.isEmpty, nil)
+        case .ed25519:
+            guard plugin == MariaDBEd25519().name else { return (false, nil) }
+            return (MariaDBEd25519().verify(response: answer, scramble: challenge, credential: credential), nil)
+        }
     }
 
     /// The account store's answer: nil when there is no such account (the same error as a wrong password).
     public mutating func credentialLookedUp(_ credential: StoredCredential?) -> Action {
-        guard case .awaitingCredential(let response, let answer, let tls, let sequenceID) = state else {
+        guard
+            case .awaitingCredential(let response, let answer, let tls, let sequenceID, let challenge, let plugin) =
+                state
+        else {
             return protocolError("credential arrived unexpectedly", sequenceID: 0)
         }
-        var passwordSHA1: [UInt8]?
-        let verified: Bool
-        switch credential {
-        case .nativePassword(let doubleSHA1)?:
-            passwordSHA1 = MySQLNativePassword.recoverPasswordSHA1(
-                response: answer, scramble: settings.scramble, doubleSHA1: doubleSHA1)
-            verified = passwordSHA1 != nil
-        case .empty?:
-            verified = method.verify(response: answer, scramble: settings.scramble, credential: .empty)
-        case nil:
-            verified = false
-        }
+        let (verified, passwordSHA1) =
+            credential.map { Self.verify(answer, challenge: challenge, plugin: plugin, credential: $0) } ?? (false, nil)
         guard verified else {
             let using = answer.isEmpty ? "NO" : "YES"
             return fail(
@@ -186,12 +240,14 @@ public struct ServerHandshakeStateMachine: Sendable {
         var payload = ByteBuffer()
         Packets.OKPacket(status: [.autocommit]).encode(
             into: &payload, capabilities: response.capabilities.negotiated(with: settings.capabilities))
+        var pluginAnswer: [UInt8]?
+        if case .ed25519? = credential { pluginAnswer = answer }
         let login = Login(
             username: response.username, database: response.database,
             capabilities: response.capabilities.negotiated(with: settings.capabilities),
             collation: response.collation,
             attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
-            passwordSHA1: passwordSHA1, tls: tls)
+            passwordSHA1: passwordSHA1, pluginAnswer: pluginAnswer, tls: tls)
         return .authenticated(MySQLPacket(sequenceID: sequenceID, payload: payload), login)
     }
 

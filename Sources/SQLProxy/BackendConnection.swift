@@ -17,6 +17,8 @@ final class BackendHandler: ChannelInboundHandler {
     struct Callbacks {
         var authenticated: (ClientHandshakeStateMachine.Session) -> Void
         var loginFailed: (BackendLoginError) -> Void
+        /// The server wants an answer only the client can give (`client_ed25519`); see `answerPlugin`.
+        var pluginChallenge: (_ plugin: String, _ challenge: [UInt8]) -> Void
         var read: (ByteBuffer) -> Void
         var readComplete: () -> Void
         var writabilityChanged: (Bool) -> Void
@@ -94,6 +96,8 @@ final class BackendHandler: ChannelInboundHandler {
             if let leftover { callbacks?.read(leftover) }
         case .failed(let failure):
             fail(.login(failure), context: context)
+        case .pluginChallenge(let plugin, let challenge):
+            callbacks?.pluginChallenge(plugin, challenge)
         }
     }
 
@@ -134,6 +138,16 @@ final class BackendHandler: ChannelInboundHandler {
             fail(error is NIOSSLError ? .tls("\(error)") : .protocolViolation("\(error)"), context: context)
         } else {
             context.close(promise: nil)
+        }
+    }
+
+    /// Sends the client's answer to a `pluginChallenge`.
+    func answerPlugin(_ answer: [UInt8], channel: any Channel) {
+        guard case .login(var machine) = phase else { return }
+        let action = machine.pluginAnswered(answer)
+        phase = .login(machine)
+        if case .send(let packet) = action {
+            channel.writeAndFlush(encode(packet), promise: nil)
         }
     }
 

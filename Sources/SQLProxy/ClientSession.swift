@@ -268,6 +268,19 @@ final class ClientSession: ChannelInboundHandler {
         }
         lookup.whenSuccess { [weak self] account in
             guard let self, case .handshake(var machine) = self.phase else { return }
+            if let account, account.plugin == MariaDBEd25519.serverPluginName, !(account.requiresTLS && !tls),
+                machine.answeredPlugin != MariaDBEd25519().name, let response = machine.pendingResponse
+            {
+                // The proxy cannot sign for the user: the server's own challenge goes to the client, whose
+                // signature the proxy verifies with the stored public key before handing it on.
+                self.startBackendLogin(
+                    username: response.username, database: response.database,
+                    capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
+                    collation: response.collation,
+                    attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
+                    passwordSHA1: nil, failureSequenceID: machine.settings.scramble.isEmpty ? 2 : 2)
+                return
+            }
             var credential = account.flatMap(Self.credential)
             if let account, account.requiresTLS && !tls {
                 self.logger.notice("login refused: the account requires TLS", metadata: ["user": "\(username)"])
@@ -302,6 +315,8 @@ final class ClientSession: ChannelInboundHandler {
         switch account.plugin {
         case "mysql_native_password", "":
             MySQLNativePassword.storedCredential(fromAuthenticationString: account.authenticationString)
+        case MariaDBEd25519.serverPluginName:
+            MariaDBEd25519.storedCredential(fromAuthenticationString: account.authenticationString)
         default:
             nil
         }
@@ -316,24 +331,40 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     private func connectBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login) {
-        guard let context else { return }
         phase = .connectingBackend(ok: ok, login: login)
         self.login = login
         logger[metadataKey: "user"] = "\(login.username)"
-        guard let server = environment.state.primary else {
-            backendUnavailable("no primary is known", sequenceID: ok.sequenceID)
+        if let answer = login.pluginAnswer, let backend {
+            // The backend login is waiting for the client's signature (client_ed25519).
+            backend.handler.answerPlugin(answer, channel: backend.channel)
             return
         }
-        var capabilities = login.capabilities.subtracting(Self.perHop)
+        startBackendLogin(
+            username: login.username, database: login.database, capabilities: login.capabilities,
+            collation: login.collation, attributes: login.attributes, passwordSHA1: login.passwordSHA1,
+            failureSequenceID: ok.sequenceID)
+    }
+
+    /// Opens the session's backend connection to the primary and logs in as the client's user.
+    private func startBackendLogin(
+        username: String, database: String?, capabilities clientCapabilities: CapabilityFlags, collation: UInt8,
+        attributes clientAttributes: [String: String], passwordSHA1: [UInt8]?, failureSequenceID: UInt8
+    ) {
+        guard let context else { return }
+        guard let server = environment.state.primary else {
+            backendUnavailable("no primary is known", sequenceID: failureSequenceID)
+            return
+        }
+        var capabilities = clientCapabilities.subtracting(Self.perHop)
         capabilities.insert(.protocol41)
         let policy: ClientHandshakeStateMachine.TLSPolicy = environment.backendTLS == nil ? .disabled : .required
-        var attributes = login.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        var attributes = clientAttributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         attributes.append(("_proxy", "switchyard"))
         attributes.append(("_proxy_client_address", clientAddress))
         let machine = ClientHandshakeStateMachine(
             settings: .init(
-                username: login.username, passwordSHA1: login.passwordSHA1, database: login.database,
-                capabilities: capabilities, collation: login.collation, tls: policy, attributes: attributes))
+                username: username, passwordSHA1: passwordSHA1, database: database,
+                capabilities: capabilities, collation: collation, tls: policy, attributes: attributes))
         let started = ContinuousClock.now
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
@@ -344,6 +375,7 @@ final class ClientSession: ChannelInboundHandler {
                 self?.backendAuthenticated(session)
             },
             loginFailed: { [weak self] error in self?.backendLoginFailed(error, server: server) },
+            pluginChallenge: { [weak self] plugin, challenge in self?.backendPluginChallenge(plugin, challenge) },
             read: { [weak self] buffer in self?.backendRead(buffer) },
             readComplete: { [weak self] in self?.context?.flush() },
             writabilityChanged: { [weak self] writable in self?.backendWritabilityChanged(writable) },
@@ -357,7 +389,10 @@ final class ClientSession: ChannelInboundHandler {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(handlerBox.value)
                     let session = bound.value
-                    guard case .connectingBackend = session.phase else { throw ChannelError.ioOnClosedChannel }
+                    switch session.phase {
+                    case .connectingBackend, .handshake: break
+                    case .command, .closed: throw ChannelError.ioOnClosedChannel
+                    }
                     session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
                 }
             }
@@ -365,6 +400,14 @@ final class ClientSession: ChannelInboundHandler {
             .whenFailure { error in
                 bound.value.backendLoginFailed(.connect("\(error)"), server: server)
             }
+    }
+
+    /// The server asks for a `client_ed25519` signature: the client must sign the server's challenge.
+    private func backendPluginChallenge(_ plugin: String, _ challenge: [UInt8]) {
+        guard case .handshake(var machine) = phase else { return }
+        let action = machine.switchPlugin(plugin, challenge: challenge)
+        phase = .handshake(machine)
+        perform(action)
     }
 
     private func backendAuthenticated(_ session: ClientHandshakeStateMachine.Session) {
@@ -395,7 +438,13 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     private func backendLoginFailed(_ error: BackendLoginError, server: ServerIdentity) {
-        guard case .connectingBackend(let ok, _) = phase else { return }
+        let sequenceID: UInt8
+        switch phase {
+        case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
+        case .handshake: sequenceID = 2  // an ed25519 login, before the client answered the challenge
+        case .command, .closed: return
+        }
+        let ok = MySQLPacket(sequenceID: sequenceID, payload: ByteBuffer())
         backend = nil
         if case .login(.server(let refusal)) = error {
             // The server's own answer (unknown database, account locked, ...) goes to the client as is.
@@ -680,6 +729,8 @@ final class ClientSession: ChannelInboundHandler {
                     response: response, scramble: scramble, doubleSHA1: doubleSHA1
                 )
                 .map { .some($0) } ?? .none
+            case .ed25519:
+                return .none  // changing user to an ed25519 account is not supported yet (1045)
             }
         }
         let lookup = context.eventLoop.makeFutureWithTask { () -> [UInt8]?? in

@@ -172,6 +172,21 @@ extension IntegrationTests {
                 #expect(try await proxy.mariadb("SELECT 1", user: "fresh", password: "second-pw").status == 0)
                 #expect(try await proxy.mariadb("SELECT 1", user: "fresh", password: "fresh-pw").status != 0)
 
+                // An ed25519 account: the proxy passes the server's challenge to the client and verifies the
+                // signature with the stored public key before handing it on.
+                try await cluster.rootSQL(
+                    "s1",
+                    """
+                    INSTALL SONAME 'auth_ed25519';
+                    CREATE USER 'edu'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('ed-pw') REQUIRE SSL;
+                    GRANT SELECT ON appdb.* TO 'edu'@'127.0.0.1';
+                    """)
+                let ed = try await proxy.mariadb("SELECT CURRENT_USER()", user: "edu", password: "ed-pw")
+                #expect(ed.status == 0, "\(ed.stderr)")
+                #expect(ed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "edu@127.0.0.1")
+                let edWrong = try await proxy.mariadb("SELECT 1", user: "edu", password: "not-it")
+                #expect(edWrong.stderr.contains("ERROR 1045 (28000)"), "\(edWrong.stderr)")
+
                 // A database created a moment ago can be used at once.
                 try await cluster.rootSQL("s1", "CREATE DATABASE justnow; GRANT ALL ON justnow.* TO 'app'@'127.0.0.1'")
                 let use = try await proxy.mariadb("SELECT DATABASE()", extra: ["--database=justnow"])

@@ -94,7 +94,7 @@ extension IntegrationTests {
                 case .authenticated(let session):
                     #expect(session.serverVersion.contains("MariaDB"))
                     #expect(session.capabilities.contains(.connectWithDB))
-                case .sendAndStartTLS, .failed:
+                case .sendAndStartTLS, .failed, .pluginChallenge:
                     Issue.record("login failed: \(action)")
                 }
                 break
@@ -134,7 +134,7 @@ extension IntegrationTests {
                         action = login.packetReceived(try connection.receive())
                     case .authenticated(let established):
                         session = established
-                    case .sendAndStartTLS, .failed:
+                    case .sendAndStartTLS, .failed, .pluginChallenge:
                         Issue.record("login failed: \(action)")
                         return
                     }

@@ -4,6 +4,8 @@ public enum StoredCredential: Hashable, Sendable {
     case nativePassword(doubleSHA1: [UInt8])
     /// An account without a password.
     case empty
+    /// MariaDB `ed25519`: the account's Ed25519 public key (32 bytes).
+    case ed25519(publicKey: [UInt8])
 }
 
 /// An authentication plugin the proxy can verify clients with. One type per plugin; the session state

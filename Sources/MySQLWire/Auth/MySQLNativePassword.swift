@@ -56,6 +56,8 @@ public struct MySQLNativePassword: AuthMethod {
             return response.isEmpty
         case .nativePassword(let doubleSHA1):
             return Self.recoverPasswordSHA1(response: response, scramble: scramble, doubleSHA1: doubleSHA1) != nil
+        case .ed25519:
+            return false
         }
     }
 }

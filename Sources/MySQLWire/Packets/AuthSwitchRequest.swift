@@ -1,7 +1,9 @@
 public import NIOCore
 
 extension Packets {
-    /// AuthSwitchRequest: `0xFE`, `string<NUL>` plugin name, plugin data (the scramble, NUL-terminated).
+    /// AuthSwitchRequest: `0xFE`, `string<NUL>` plugin name, plugin data. `mysql_native_password`'s data
+    /// is its 20-byte scramble and a NUL; other plugins' data is taken as is (`client_ed25519`'s 32-byte
+    /// nonce may end in a zero byte).
     public struct AuthSwitchRequest: Hashable, Sendable {
         public var pluginName: String
         public var pluginData: [UInt8]
@@ -16,8 +18,10 @@ extension Packets {
             buffer.writeString(pluginName)
             buffer.writeInteger(UInt8(0))
             buffer.writeBytes(pluginData)
-            buffer.writeInteger(UInt8(0))
+            if pluginName == Self.nativePassword { buffer.writeInteger(UInt8(0)) }
         }
+
+        private static let nativePassword = "mysql_native_password"
 
         public static func decode(_ payload: ByteBuffer) -> Self? {
             var buffer = payload
@@ -25,7 +29,7 @@ extension Packets {
                 return nil
             }
             var data = Array(buffer.readableBytesView)
-            if data.last == 0 { data.removeLast() }
+            if name == nativePassword, data.last == 0 { data.removeLast() }
             return Self(pluginName: name, pluginData: data)
         }
     }
