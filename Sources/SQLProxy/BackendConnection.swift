@@ -135,10 +135,31 @@ final class BackendHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if case .login = phase {
-            fail(error is NIOSSLError ? .tls("\(error)") : .protocolViolation("\(error)"), context: context)
+            fail(
+                Self.isTLSError(error) ? .tls(Self.describeTLS(error)) : .protocolViolation("\(error)"),
+                context: context)
         } else {
             context.close(promise: nil)
         }
+    }
+
+    private static func isTLSError(_ error: any Error) -> Bool {
+        error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
+    }
+
+    /// A short reason for clients and logs: what failed, not BoringSSL's whole error stack.
+    private static func describeTLS(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server's certificate is not signed by the configured CA"
+        }
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "the server's certificate does not match the configured host name or IP"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("UNSUPPORTED_PROTOCOL") {
+            return "no common TLS version (TLS 1.2 or newer is required)"
+        }
+        return String(text.prefix(160))
     }
 
     /// Sends the client's answer to a `pluginChallenge`.

@@ -462,7 +462,7 @@ final class ClientSession: ChannelInboundHandler {
 
     private func backendUnavailable(_ reason: String, sequenceID: UInt8) {
         logger.error("cannot open a backend connection: \(reason)")
-        refuse(errno: 2003, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
+        refuse(errno: 1105, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
     }
 
     private func handshakeTimedOut() {

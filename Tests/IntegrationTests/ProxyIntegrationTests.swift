@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Monitor
 import MySQLWire
 import NIOCore
@@ -260,6 +261,7 @@ extension IntegrationTests {
                     $0.proxy?.maxConnections = 2
                     $0.proxy?.requireTLS = true
                     $0.proxy?.handshakeTimeout = .seconds(2)
+                    $0.proxy?.authThrottleMaxFailures = 2
                 }
             ) { proxy in
                 // Two idle clients fill the proxy (each has its greeting, so each holds a slot; the
@@ -307,6 +309,15 @@ extension IntegrationTests {
                 let answer: MySQLPacket? = try raw.receive()
                 #expect(answer?.payload.getInteger(at: answer!.payload.readerIndex, as: UInt8.self) == 0xFF)
                 #expect(try await proxy.mariadb("SELECT 1").status == 0)
+
+                // Throttling (configured here; off by default): after two failures from this address even
+                // the right password is refused for the window, with the server's 4151.
+                for _ in 0..<2 {
+                    let wrong = try await proxy.mariadb("SELECT 1", password: "wrong")
+                    #expect(wrong.stderr.contains("ERROR 1045"), "\(wrong.stderr)")
+                }
+                let blocked = try await proxy.mariadb("SELECT 1")
+                #expect(blocked.stderr.contains("ERROR 4151"), "\(blocked.stderr)")
             }
         }
     }
@@ -346,6 +357,139 @@ extension IntegrationTests {
                 )
                 #expect(after.status == 0, "\(after.stderr)")
                 #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(s2)")
+            }
+        }
+    }
+}
+
+extension IntegrationTests {
+    @Test(
+        "Proxy TLS: the backend hop never falls back to plaintext; `disabled` only when configured; certificates reload"
+    )
+    func proxyTLSPolicies() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            let directory = cluster.manifest.directory
+            let tlsDirectory = (cluster.manifest.caFile as NSString).deletingLastPathComponent
+            // The proxy presents its own copy of the certificate, so it can be replaced under it.
+            let certFile = directory + "/proxy.pem"
+            let keyFile = directory + "/proxy.key"
+            try FileManager.default.copyItem(atPath: tlsDirectory + "/server.pem", toPath: certFile)
+            try FileManager.default.copyItem(atPath: tlsDirectory + "/server.key", toPath: keyFile)
+            try await cluster.rootSQL(
+                "s1",
+                "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'plain-pw'; GRANT SELECT ON appdb.* TO 'plain'@'127.0.0.1'"
+            )
+            try await ProxyFixture.with(
+                cluster,
+                {
+                    $0.proxy?.certFile = certFile
+                    $0.proxy?.keyFile = keyFile
+                }
+            ) { proxy in
+                let main = try #require(proxy.controller.proxy)
+                let primary = ProxyService.Primary(
+                    server: .init(name: "s1", host: "127.0.0.1", port: cluster.instance("s1").port), version: nil)
+                /// A second proxy over the same cluster and accounts, with other backend TLS settings.
+                func withProxy(_ backendTLS: ProxySettings.BackendTLS, _ body: (Int) async throws -> Void) async throws
+                {
+                    var settings = main.settings
+                    settings.port = try freePortRange(count: 1)
+                    settings.backendTLS = backendTLS
+                    let other = try ProxyService(
+                        settings: settings, accounts: main.accounts, metrics: main.metrics, primary: { primary },
+                        followInterval: .milliseconds(50), accountRefreshInterval: .seconds(60),
+                        logger: Logger(label: "test-proxy"))
+                    let serving = Task { try await other.run() }
+                    defer { serving.cancel() }
+                    try await poll("second proxy ready", deadline: .seconds(10)) {
+                        guard other.state.primary != nil, let fd = try? connectLoopback(port: settings.port) else {
+                            return false
+                        }
+                        close(fd)
+                        return true
+                    }
+                    try await body(settings.port)
+                    serving.cancel()
+                    _ = await serving.result
+                }
+                func mariadb(port: Int, user: String, password: String, _ sql: String) async throws
+                    -> ChildProcess.Result
+                {
+                    let ca = cluster.manifest.caFile
+                    return try await offPool {
+                        try ChildProcess.capture(
+                            "/usr/bin/mariadb",
+                            [
+                                "--no-defaults", "--host=127.0.0.1", "--port=\(port)", "--user=\(user)",
+                                "--password=\(password)", "--ssl", "--ssl-ca=\(ca)", "--ssl-verify-server-cert",
+                                "--batch", "--skip-column-names", "-e", sql,
+                            ])
+                    }
+                }
+
+                // Servers whose certificate the configured CA did not sign: refused (1105 naming the reason), never
+                // plaintext. (libmariadb turns client-range errnos such as 2003 from a server into 2027.)
+                let otherCA = directory + "/other-ca.pem"
+                _ = try await offPool {
+                    try ChildProcess.run(
+                        "/usr/bin/openssl",
+                        [
+                            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Other CA",
+                            "-keyout", directory + "/other-ca.key", "-out", otherCA,
+                        ])
+                }
+                try await withProxy(.verified(caFile: otherCA, verifyHostname: true)) { port in
+                    let refused = try await mariadb(port: port, user: "plain", password: "plain-pw", "SELECT 1")
+                    #expect(refused.status != 0)
+                    #expect(
+                        refused.stderr.contains("ERROR 1105")
+                            && refused.stderr.contains("not signed by the configured CA"), "\(refused.stderr)")
+                }
+                // backend_tls: disabled, said explicitly: the server hop is plaintext (no cipher), and a
+                // REQUIRE SSL account is refused by the server itself.
+                try await withProxy(.disabled) { port in
+                    let plain = try await mariadb(
+                        port: port, user: "plain", password: "plain-pw", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                    #expect(plain.status == 0, "\(plain.stderr)")
+                    #expect(plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "Ssl_cipher")
+                    let app = try await mariadb(port: port, user: "app", password: try proxy.appPassword, "SELECT 1")
+                    #expect(app.stderr.contains("ERROR 1045"), "\(app.stderr)")
+                }
+                // The default (verify_identity) hop is encrypted.
+                let encrypted = try await proxy.mariadb(
+                    "SHOW SESSION STATUS LIKE 'Ssl_cipher'", user: "plain", password: "plain-pw")
+                #expect(encrypted.stdout.contains("TLS_"), "\(encrypted.stdout)")
+
+                // Certificate rotation: replace the files; new connections get the new certificate.
+                func presentedSubject() async throws -> String {
+                    let port = proxy.port
+                    let result = try await offPool {
+                        try ChildProcess.capture(
+                            "/bin/sh",
+                            [
+                                "-c",
+                                "openssl s_client -starttls mysql -connect 127.0.0.1:\(port) </dev/null 2>/dev/null",
+                            ])
+                    }
+                    return result.stdout.split(separator: "\n").first { $0.hasPrefix("subject=") }.map(String.init)
+                        ?? ""
+                }
+                #expect(try await presentedSubject().contains("127.0.0.1"))
+                let script = """
+                    set -e; cd '\(directory)'
+                    openssl req -newkey rsa:2048 -nodes -subj '/CN=rotated' -keyout new.key -out new.csr 2>/dev/null
+                    printf 'subjectAltName=IP:127.0.0.1\\n' > new.ext
+                    openssl x509 -req -in new.csr -CA '\(cluster.manifest.caFile)' -CAkey '\(tlsDirectory)/ca.key' \\
+                      -CAcreateserial -days 1 -out new.pem -extfile new.ext 2>/dev/null
+                    mv new.key proxy.key; mv new.pem proxy.pem
+                    """
+                let rotated = try await offPool { try ChildProcess.capture("/bin/sh", ["-c", script]) }
+                #expect(rotated.status == 0, "\(rotated.stderr)")
+                try await poll("the new certificate is presented", deadline: .seconds(10), every: .milliseconds(300)) {
+                    try await presentedSubject().contains("rotated")
+                }
+                // And it verifies against the CA as before.
+                #expect(try await proxy.mariadb("SELECT 1").status == 0)
             }
         }
     }
