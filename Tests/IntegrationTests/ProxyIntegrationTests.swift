@@ -7,6 +7,7 @@ import SQLProxy
 import Sandbox
 import SwitchyardConfiguration
 import SwitchyardServer
+import Synchronization
 import Testing
 import Topology
 
@@ -493,4 +494,57 @@ extension IntegrationTests {
             }
         }
     }
+}
+
+extension IntegrationTests {
+    @Test("Proxy streams a large result to a slow reader with flat memory (backpressure to the server)")
+    func proxyStreamsWithBackpressure() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let rows = 100_000
+                let rowBytes = 1_000
+                let ca = cluster.manifest.caFile
+                let password = try proxy.appPassword
+                // The reader sleeps before draining, so the proxy must stop reading from the server.
+                let command = """
+                    mariadb --no-defaults --host=127.0.0.1 --port=\(proxy.port) --user=app --password='\(password)' \
+                      --ssl --ssl-ca='\(ca)' --ssl-verify-server-cert --quick --batch --skip-column-names appdb \
+                      -e "SELECT REPEAT('x', \(rowBytes)) FROM seq_1_to_\(rows)" | (sleep 4; wc -c)
+                    """
+                let before = residentBytes()
+                let finished = Flag()
+                let reading = Task {
+                    defer { finished.set() }
+                    return try await offPool {
+                        try ChildProcess.capture("/bin/bash", ["-o", "pipefail", "-c", command])
+                    }
+                }
+                var peak = before
+                while !finished.isSet {
+                    peak = max(peak, residentBytes())
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let result = try await reading.value
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == rows * (rowBytes + 1))
+                let growth = peak - before
+                #expect(
+                    growth < 48 * 1024 * 1024,
+                    "the proxy's memory grew by \(growth / 1_048_576) MiB for a 100 MB result")
+            }
+        }
+    }
+}
+
+/// This process's resident memory (the proxy runs in it here).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+}
+
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
