@@ -31,6 +31,11 @@ let package = Package(
             pkgConfig: "libmariadb",
             providers: [.apt(["libmariadb-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(name: "Topology", swiftSettings: swiftSettings),
         .target(
             name: "MariaDBClient",
@@ -59,6 +64,7 @@ let package = Package(
         .target(
             name: "MySQLWire",
             dependencies: [
+                "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
