@@ -7,6 +7,10 @@ public struct MySQLPacketDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = MySQLPacket
 
     public let maxPayloadSize: Int
+    /// Whether a continuation chunk's sequence id must follow the previous chunk's. Off for the inner
+    /// stream of the compressed protocol, where libmariadb sends every chunk of a long query with id 0
+    /// and nobody checks inner ids.
+    public var checksContinuationSequence = true
     /// Chunks of a payload still being continued.
     private var pending: ByteBuffer?
     private var pendingSequenceID: UInt8 = 0
@@ -28,7 +32,7 @@ public struct MySQLPacketDecoder: NIOSingleStepByteToMessageDecoder {
             if total > maxPayloadSize {
                 throw MySQLWireError(.packetTooLarge(size: total, limit: maxPayloadSize))
             }
-            if pending != nil, sequenceID != lastSequenceID &+ 1 {
+            if pending != nil, checksContinuationSequence, sequenceID != lastSequenceID &+ 1 {
                 throw MySQLWireError(.outOfSequence(expected: lastSequenceID &+ 1, got: sequenceID))
             }
             guard var chunk = buffer.getSlice(at: buffer.readerIndex + 4, length: chunkLength) else { return nil }

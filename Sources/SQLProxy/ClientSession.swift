@@ -65,6 +65,20 @@ final class ClientSession: ChannelInboundHandler {
     private var sendingLocalFile = false
     private var handshakeTimeout: Scheduled<Void>?
     private var registered = false
+    /// The client hop's compressed protocol, from the login OK on, when the client asked for it.
+    private var compression: Compression?
+    /// The sequence id the backend expects on the next packet of an exchange the client continues
+    /// (LOAD DATA LOCAL file packets); compressed clients' inner ids cannot be trusted for it.
+    private var nextBackendSequenceID: UInt8 = 0
+
+    private struct Compression {
+        var decoder = CompressedPacketDecoder()
+        let encoder = CompressedPacketEncoder()
+        /// Every compressed packet to the client takes this id: one past the last the client sent, then
+        /// counting up across the whole exchange.
+        var nextSequenceID: UInt8 = 0
+        var raw = ByteBuffer()
+    }
     /// The greeting's scramble; `COM_CHANGE_USER` answers it again.
     private var scramble: [UInt8] = []
     /// A `COM_CHANGE_USER` in progress (the relay is paused while it runs).
@@ -142,13 +156,14 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// What the proxy offers clients: everything it relays faithfully and MariaDB 10.11 supports.
-    /// Compression, progress reports and metadata caching are not offered.
+    /// Progress reports and metadata caching are not offered. Compression is the client hop's own (the
+    /// backend hop is never compressed).
     static let advertisedCapabilities: CapabilityFlags = [
         .longFlag, .foundRows, .connectWithDB, .noSchema, .odbc, .localFiles, .ignoreSpace, .protocol41,
         .interactive, .ignoreSigpipe, .transactions, .secureConnection, .multiStatements, .multiResults,
         .psMultiResults, .pluginAuth, .connectAttributes, .pluginAuthLengthEncodedClientData,
         .canHandleExpiredPasswords, .sessionTrack, .deprecateEOF, .mariaDBStatementBulkOperations,
-        .mariaDBExtendedTypeInfo,
+        .mariaDBExtendedTypeInfo, .compress,
     ]
 
     /// Capabilities that belong to one hop only and are not passed on to the backend as the client's.
@@ -162,7 +177,26 @@ final class ClientSession: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         environment.metrics.bytes(fromClient: buffer.readableBytes)
-        inbound.writeBuffer(&buffer)
+        if var compression {
+            self.compression = nil  // not held twice while mutated
+            compression.raw.writeBuffer(&buffer)
+            do {
+                while let stream = try compression.decoder.decodeStream(&compression.raw) {
+                    inbound.writeImmutableBuffer(stream.bytes)
+                    compression.nextSequenceID = stream.lastSequenceID &+ 1
+                }
+                self.compression = compression
+            } catch {
+                self.compression = compression
+                let errno = (error as? CompressedPacketError)?.serverErrno ?? 1157
+                environment.metrics.error(errno)
+                logger.notice("bad compressed packet from the client: \(error)")
+                refuse(errno: errno, sqlState: "08S01", "Bad compressed packet: \(error)", sequenceID: 1)
+                return
+            }
+        } else {
+            inbound.writeBuffer(&buffer)
+        }
         switch phase {
         case .handshake:
             readHandshake(context: context)
@@ -434,6 +468,10 @@ final class ClientSession: ChannelInboundHandler {
         logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
         phase = .command
         write(ok, flush: true)
+        if login.capabilities.contains(.compress) {
+            compression = Compression()
+            decoder.checksContinuationSequence = false
+        }
         if inbound.readableBytes > 0 { readCommands(context: context) }
     }
 
@@ -486,7 +524,7 @@ final class ClientSession: ChannelInboundHandler {
                 let packet = try decoder.decode(buffer: &inbound)
             {
                 if case .awaitingClientAnswer(let request, let scramble) = changeUser {
-                    guard packet.sequenceID == 2 else {
+                    guard packet.sequenceID == 2 || compression != nil else {
                         refuse(
                             errno: 1156, sqlState: "08S01", "Got packets out of order",
                             sequenceID: packet.sequenceID &+ 1)
@@ -513,10 +551,13 @@ final class ClientSession: ChannelInboundHandler {
                 sendingLocalFile = false
                 if !pending.isEmpty { pending[pending.startIndex].clientFinishedLocalInfile() }
             }
+            var packet = packet
+            packet.sequenceID = nextBackendSequenceID
+            nextBackendSequenceID &+= UInt8(truncatingIfNeeded: packet.payload.readableBytes / MySQLPacket.maxChunk + 1)
             send(packet, to: backend)
             return true
         }
-        guard packet.sequenceID == 0 else {
+        guard packet.sequenceID == 0 || compression != nil else {
             reply(errno: 1156, sqlState: "08S01", "Got packets out of order", sequenceID: packet.sequenceID &+ 1)
             close()
             return false
@@ -637,6 +678,7 @@ final class ClientSession: ChannelInboundHandler {
                     atResponseStart = true
                 case .localInfileRequested:
                     sendingLocalFile = true
+                    nextBackendSequenceID = packet.sequenceID &+ 1
                 case .protocolViolation(let reason):
                     throw ProxyProtocolError(reason)
                 }
@@ -648,8 +690,7 @@ final class ClientSession: ChannelInboundHandler {
             return
         }
         if forwardable > 0, let slice = buffer.readSlice(length: forwardable) {
-            environment.metrics.bytes(toClient: forwardable)
-            context.write(wrapOutboundOut(slice), promise: nil)
+            emit(slice, context: context)
         }
         if buffer.readableBytes > 0 { heldBackend = buffer }
     }
@@ -859,9 +900,23 @@ final class ClientSession: ChannelInboundHandler {
         guard let context else { return }
         var out = context.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
         MySQLPacketEncoder.write(packet, into: &out)
+        emit(out, context: context)
+        if flush { context.flush() }
+    }
+
+    /// Writes ordinary packet bytes to the client, wrapped in compressed packets once compression is on.
+    private func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        guard var compression else {
+            environment.metrics.bytes(toClient: bytes.readableBytes)
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            return
+        }
+        var out = context.channel.allocator.buffer(capacity: bytes.readableBytes / 2 + 64)
+        compression.nextSequenceID = compression.encoder.encode(
+            bytes, sequenceID: compression.nextSequenceID, into: &out)
+        self.compression = compression
         environment.metrics.bytes(toClient: out.readableBytes)
         context.write(wrapOutboundOut(out), promise: nil)
-        if flush { context.flush() }
     }
 
     private func close() {

@@ -114,7 +114,7 @@ final class CompressedConnection {
                 continue
             case .authenticated(let established):
                 session = established
-            case .sendAndStartTLS, .failed:
+            case .sendAndStartTLS, .failed, .pluginChallenge:
                 throw Timeout(description: "login failed: \(action)")
             }
             break

@@ -216,15 +216,28 @@ extension IntegrationTests {
     func proxyLibmariadbFeatures() async throws {
         let binary = try await libmariadbFeaturesBinary()
         try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                """
+                CREATE USER 'app_other'@'127.0.0.1' IDENTIFIED BY 'other-pw' REQUIRE SSL;
+                GRANT ALL ON appdb.* TO 'app_other'@'127.0.0.1';
+                """)
             try await ProxyFixture.with(cluster) { proxy in
                 let checks = [
-                    "tls", "prepared", "long_data", "cursor", "bulk", "multi", "local_infile", "bigrow",
-                    "connection_id",
-                    "kill_query", "admin", "transactions",
+                    "tls", "prepared", "long_data", "cursor", "bulk", "multi", "local_infile", "change_user",
+                    "reset_connection", "bigrow", "connection_id", "kill_query", "admin", "transactions", "compression",
                 ]
-                for check in checks {
-                    let result = try await proxy.client([binary, check])
-                    #expect(result.status == 0, "\(check): \(result.stdout)\(result.stderr)")
+                // Every check with and without the compressed protocol on the client hop.
+                for compress in ["0", "1"] {
+                    for check in checks {
+                        let result = try await proxy.client(
+                            [binary, check],
+                            extraEnvironment: [
+                                "SY_OTHER_USER=app_other", "SY_OTHER_PASSWORD=other-pw", "SY_COMPRESS=\(compress)",
+                                "SY_PROXY=1",
+                            ])
+                        #expect(result.status == 0, "\(check), compress=\(compress): \(result.stdout)\(result.stderr)")
+                    }
                 }
             }
         }
