@@ -182,9 +182,10 @@ final class ClientSession: ChannelInboundHandler {
             compression.raw.writeBuffer(&buffer)
             do {
                 while let stream = try compression.decoder.decodeStream(&compression.raw) {
-                    inbound.writeImmutableBuffer(stream.bytes)
+                    appendInbound(stream.bytes)
                     compression.nextSequenceID = stream.lastSequenceID &+ 1
                 }
+                if compression.raw.readableBytes == 0 { compression.raw.clear() }
                 self.compression = compression
             } catch {
                 self.compression = compression
@@ -195,7 +196,7 @@ final class ClientSession: ChannelInboundHandler {
                 return
             }
         } else {
-            inbound.writeBuffer(&buffer)
+            appendInbound(buffer)
         }
         switch phase {
         case .handshake:
@@ -207,6 +208,17 @@ final class ClientSession: ChannelInboundHandler {
         case .closed:
             inbound.clear()
         }
+    }
+
+    /// Adds client bytes to what is still to be framed: the read buffer itself when nothing is pending
+    /// (no copy), else appended; bytes already framed are dropped so a long session does not grow it.
+    private func appendInbound(_ bytes: ByteBuffer) {
+        if inbound.readableBytes == 0 {
+            inbound = bytes
+            return
+        }
+        if inbound.readerIndex > 1 << 16 { inbound.discardReadBytes() }
+        inbound.writeImmutableBuffer(bytes)
     }
 
     private func readHandshake(context: ChannelHandlerContext) {
@@ -520,9 +532,14 @@ final class ClientSession: ChannelInboundHandler {
         guard let backend else { return }
         var wrote = false
         do {
-            while case .command = phase, changeUser == nil || isAwaitingClientAnswer,
-                let packet = try decoder.decode(buffer: &inbound)
-            {
+            while case .command = phase, changeUser == nil || isAwaitingClientAnswer {
+                let start = inbound.readerIndex
+                guard let packet = try decoder.decode(buffer: &inbound) else { break }
+                // The packet's own bytes, header included, when it came as one chunk: forwarded as they
+                // are unless the proxy has to change them.
+                let wire =
+                    inbound.readerIndex - start == packet.payload.readableBytes + 4
+                    ? inbound.getSlice(at: start, length: packet.payload.readableBytes + 4) : nil
                 if case .awaitingClientAnswer(let request, let scramble) = changeUser {
                     guard packet.sequenceID == 2 || compression != nil else {
                         refuse(
@@ -535,7 +552,7 @@ final class ClientSession: ChannelInboundHandler {
                         clientSequence: 3, backend: backend)
                     continue
                 }
-                if forward(packet, to: backend) { wrote = true }
+                if forward(packet, wire: wire, to: backend) { wrote = true }
             }
         } catch {
             badPacket(error, sequenceID: 1)
@@ -545,7 +562,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
-    private func forward(_ packet: MySQLPacket, to backend: Backend) -> Bool {
+    private func forward(_ packet: MySQLPacket, wire: ByteBuffer?, to backend: Backend) -> Bool {
         if sendingLocalFile {
             if packet.payload.readableBytes == 0 {
                 sendingLocalFile = false
@@ -584,6 +601,7 @@ final class ClientSession: ChannelInboundHandler {
             return false
         }
         var packet = packet
+        var rewritten = false
         switch command {
         case .quit:
             close()
@@ -599,10 +617,11 @@ final class ClientSession: ChannelInboundHandler {
                 return false
             }
             guard let target = mapKillTarget(id, on: backend) else { return false }
-            var rewritten = ByteBuffer()
-            rewritten.writeInteger(command.rawValue)
-            rewritten.writeInteger(target, endianness: .little)
-            packet.payload = rewritten
+            var kill = ByteBuffer()
+            kill.writeInteger(command.rawValue)
+            kill.writeInteger(target, endianness: .little)
+            packet.payload = kill
+            rewritten = true
         case .query, .statementPrepare:
             switch SQLRewriter.rewrite(
                 packet.payload, connectionID: connectionID,
@@ -614,13 +633,18 @@ final class ClientSession: ChannelInboundHandler {
                 break
             case .rewritten(let payload):
                 packet.payload = payload
+                rewritten = true
             case .refused:
                 return false
             }
         default:
             break
         }
-        send(packet, to: backend)
+        if let wire, !rewritten, compression == nil {
+            backend.channel.write(wire, promise: nil)  // the client's bytes as they came: no copy
+        } else {
+            send(packet, to: backend)
+        }
         if ResponseTracker.expectsResponse(command) {
             pending.append(ResponseTracker(command: command, capabilities: backend.session?.capabilities ?? []))
         }

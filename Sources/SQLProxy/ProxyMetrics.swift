@@ -22,7 +22,8 @@ public final class ProxyMetrics: Sendable {
     private let bytesIn: Counter
     private let bytesOut: Counter
     private let connectTime: Timer
-    private let commandCounters: [UInt8: Counter]
+    /// Indexed by command byte; nil for bytes that are no command.
+    private let commandCounters: [Counter?]
     private let otherCommands: Counter
     private let keyed = NIOLockedValueBox<[String: Counter]>([:])
 
@@ -42,9 +43,9 @@ public final class ProxyMetrics: Sendable {
         bytesOut = Counter(
             label: "switchyard_proxy_bytes_total", dimensions: [("direction", "to_client")], factory: factory)
         connectTime = Timer(label: "switchyard_proxy_backend_connect_seconds", dimensions: [], factory: factory)
-        var counters: [UInt8: Counter] = [:]
+        var counters = [Counter?](repeating: nil, count: 256)
         for command in Command.allCases {
-            counters[command.rawValue] = Counter(
+            counters[Int(command.rawValue)] = Counter(
                 label: "switchyard_proxy_statements_total", dimensions: [("command", command.metricName)],
                 factory: factory)
         }
@@ -74,7 +75,7 @@ public final class ProxyMetrics: Sendable {
 
     func command(_ byte: UInt8) {
         statementsTotal.add(1, ordering: .relaxed)
-        (commandCounters[byte] ?? otherCommands).increment()
+        (commandCounters[Int(byte)] ?? otherCommands).increment()
     }
 
     func bytes(fromClient: Int = 0, toClient: Int = 0) {

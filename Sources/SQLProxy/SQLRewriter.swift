@@ -21,8 +21,11 @@ enum SQLRewriter {
     /// `payload` is a COM_QUERY or COM_STMT_PREPARE packet: the command byte, then the statement.
     static func rewrite(_ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?) -> Result {
         guard payload.readableBytes > 1, payload.readableBytes <= maximumLength + 1,
-            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1),
-            containsIgnoringCase(text, "kill") || containsIgnoringCase(text, "connection_id")
+            payload.withUnsafeReadableBytes({ raw in
+                let statement = UnsafeRawBufferPointer(rebasing: raw.dropFirst())
+                return containsIgnoringCase(statement, "kill") || containsIgnoringCase(statement, "connection_id")
+            }),
+            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1)
         else { return .unchanged }
         var replacements: [(Range<Int>, [UInt8])] = []
         let tokens = tokenize(text)
@@ -206,8 +209,8 @@ enum SQLRewriter {
         return zip(bytes, expected).allSatisfy { lower($0) == $1 }
     }
 
-    static func containsIgnoringCase(_ bytes: [UInt8], _ word: String) -> Bool {
-        let needle = Array(word.utf8)
+    static func containsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
+        let needle = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
         guard bytes.count >= needle.count else { return false }
         var index = 0
         while index <= bytes.count - needle.count {
