@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "MySQLWireTests",
             dependencies: [
-                "MySQLWire", .product(name: "Crypto", package: "swift-crypto"),
+                "MySQLWire", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "SQLProxyTests",
             dependencies: [
-                "SQLProxy", "MySQLWire", "Topology", .product(name: "NIOCore", package: "swift-nio"),
+                "SQLProxy", "MySQLWire", "Topology", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

@@ -68,3 +68,29 @@ extension ByteBuffer {
         writeLengthEncodedInteger(UInt64(string.utf8.count)) + writeString(string)
     }
 }
+
+extension ByteBuffer {
+    /// The `CLIENT_CONNECT_ATTRS` block of a handshake response or `COM_CHANGE_USER`: a length-encoded
+    /// block of length-encoded key/value strings. Nil when it is cut short.
+    mutating func readConnectAttributes() -> [(String, String)]? {
+        guard var block = readLengthEncodedSlice() else { return nil }
+        var attributes: [(String, String)] = []
+        while block.readableBytes > 0 {
+            guard let key = block.readLengthEncodedSlice(), let value = block.readLengthEncodedSlice() else {
+                return nil
+            }
+            attributes.append((String(buffer: key), String(buffer: value)))
+        }
+        return attributes
+    }
+
+    mutating func writeConnectAttributes(_ attributes: [(String, String)]) {
+        var block = ByteBuffer()
+        for (key, value) in attributes {
+            block.writeLengthEncodedString(key)
+            block.writeLengthEncodedString(value)
+        }
+        writeLengthEncodedInteger(UInt64(block.readableBytes))
+        writeBuffer(&block)
+    }
+}

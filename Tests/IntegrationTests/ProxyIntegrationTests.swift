@@ -66,6 +66,15 @@ struct ProxyFixture: Sendable {
         return try await offPool { try ChildProcess.capture("/usr/bin/mariadb", arguments) }
     }
 
+    /// The `mariadb` client through the proxy without TLS (`--skip-ssl`), as the app user.
+    func mariadbWithoutTLS(_ sql: String) async throws -> ChildProcess.Result {
+        let arguments = [
+            "--no-defaults", "--host=127.0.0.1", "--port=\(port)", "--user=app", "--password=\(try appPassword)",
+            "--skip-ssl", "-e", sql,
+        ]
+        return try await offPool { try ChildProcess.capture("/usr/bin/mariadb", arguments) }
+    }
+
     /// Runs a client program from Tests/Clients with the SY_* environment pointing at the proxy.
     func client(_ program: [String], extraEnvironment: [String] = []) async throws -> ChildProcess.Result {
         let environment = [
@@ -195,15 +204,7 @@ extension IntegrationTests {
                 #expect(use.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "justnow", "\(use.stderr)")
 
                 // The app account is REQUIRE SSL: a plaintext login through the proxy is refused like the server does.
-                let password = try proxy.appPassword
-                let plaintext = try await offPool {
-                    try ChildProcess.capture(
-                        "/usr/bin/mariadb",
-                        [
-                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=app",
-                            "--password=\(password)", "--skip-ssl", "-e", "SELECT 1",
-                        ])
-                }
+                let plaintext = try await proxy.mariadbWithoutTLS("SELECT 1")
                 #expect(plaintext.status != 0)
                 #expect(plaintext.stderr.contains("ERROR 1045"), "\(plaintext.stderr)")
             }
@@ -304,15 +305,7 @@ extension IntegrationTests {
                 #expect(try await proxy.mariadb("SELECT 1").status == 0)
 
                 // require_tls: a plaintext login is refused with 3159.
-                let password = try proxy.appPassword
-                let plaintext = try await offPool {
-                    try ChildProcess.capture(
-                        "/usr/bin/mariadb",
-                        [
-                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=app",
-                            "--password=\(password)", "--skip-ssl", "-e", "SELECT 1",
-                        ])
-                }
+                let plaintext = try await proxy.mariadbWithoutTLS("SELECT 1")
                 #expect(plaintext.stderr.contains("3159"), "\(plaintext.stderr)")
 
                 // Garbage instead of a handshake response: ERR 1043 and close; the proxy serves the next client.

@@ -1,21 +1,11 @@
 import MySQLWire
 import NIOCore
 import NIOTestUtils
+import TestSupport
 import Testing
 
 @Suite("Compressed protocol codec")
 struct CompressedPacketCodecTests {
-    /// Seeded generator, so a failure reproduces.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     /// `count` bytes that deflate well (words from a small vocabulary) or not at all (random).
     static func payload(_ count: Int, compressible: Bool, _ generator: inout SplitMix64) -> [UInt8] {
@@ -372,7 +362,7 @@ struct CompressedPacketMalformedTests {
 
     @Test("random and mutated compressed streams either decode or throw CompressedPacketError")
     func randomInput() throws {
-        var generator = Codec.SplitMix64(state: 15)
+        var generator = SplitMix64(state: 15)
         var valid = ByteBuffer()
         CompressedPacketEncoder(maxPayloadLength: 200).encode(
             ByteBuffer(bytes: Codec.payload(1000, compressible: true, &generator)), sequenceID: 0, into: &valid)

@@ -1,22 +1,12 @@
 import MySQLWire
 import NIOCore
+import TestSupport
 import Testing
 
 /// Peer bytes never trap: random and mutated inputs through every decoder and the handshake machine.
 /// (Seeded, so a failure reproduces; the libFuzzer target is still to come.)
 @Suite("Random input")
 struct RandomInputTests {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func randomBytes(_ generator: inout SplitMix64, max: Int = 300) -> [UInt8] {
         (0..<Int.random(in: 0...max, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }

@@ -3,6 +3,7 @@ import Logging
 import MySQLWire
 import NIOCore
 import NIOEmbedded
+import TestSupport
 import Testing
 import Topology
 
@@ -54,7 +55,7 @@ import Topology
 
     @Test("Seeded random byte streams never crash the session", arguments: 0..<200)
     func randomInput(seed: Int) throws {
-        var generator = SplitMix(seed: UInt64(seed))
+        var generator = SplitMix64(state: UInt64(seed))
         let (channel, _) = try session()
         _ = try channel.readOutbound(as: ByteBuffer.self)
         for _ in 0..<Int.random(in: 1...6, using: &generator) {
@@ -72,17 +73,5 @@ import Topology
         }
         while (try? channel.readOutbound(as: ByteBuffer.self)) != nil {}
         _ = try? channel.finish(acceptAlreadyClosed: true)
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

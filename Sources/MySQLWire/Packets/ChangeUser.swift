@@ -52,13 +52,8 @@ extension Packets {
             }
             var attributes: [String: String] = [:]
             if capabilities.contains(.connectAttributes), buffer.readableBytes > 0 {
-                guard var block = buffer.readLengthEncodedSlice() else { throw .truncated(field: "attributes") }
-                while block.readableBytes > 0 {
-                    guard let key = block.readLengthEncodedSlice(), let value = block.readLengthEncodedSlice() else {
-                        throw .truncated(field: "attributes")
-                    }
-                    attributes[String(buffer: key)] = String(buffer: value)
-                }
+                guard let pairs = buffer.readConnectAttributes() else { throw .truncated(field: "attributes") }
+                attributes = Dictionary(pairs, uniquingKeysWith: { _, last in last })
             }
             return Self(
                 username: username, authResponse: authResponse, database: database, collation: collation,
@@ -79,13 +74,7 @@ extension Packets {
             buffer.writeInteger(collation ?? 45, endianness: .little)
             if capabilities.contains(.pluginAuth) { buffer.writeNullTerminatedString(authPluginName ?? "") }
             if capabilities.contains(.connectAttributes) {
-                var block = ByteBuffer()
-                for (key, value) in attributes.sorted(by: { $0.key < $1.key }) {
-                    block.writeLengthEncodedString(key)
-                    block.writeLengthEncodedString(value)
-                }
-                buffer.writeLengthEncodedInteger(UInt64(block.readableBytes))
-                buffer.writeBuffer(&block)
+                buffer.writeConnectAttributes(attributes.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
             }
         }
     }

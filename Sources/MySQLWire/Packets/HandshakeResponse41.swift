@@ -101,13 +101,8 @@ extension Packets {
             }
             var attributes: [(String, String)] = []
             if shared.contains(.connectAttributes), buffer.readableBytes > 0 {
-                guard var block = buffer.readLengthEncodedSlice() else { throw .truncated(field: "attributes") }
-                while block.readableBytes > 0 {
-                    guard let key = block.readLengthEncodedSlice(), let value = block.readLengthEncodedSlice() else {
-                        throw .truncated(field: "attributes")
-                    }
-                    attributes.append((String(buffer: key), String(buffer: value)))
-                }
+                guard let pairs = buffer.readConnectAttributes() else { throw .truncated(field: "attributes") }
+                attributes = pairs
             }
             return Self(
                 capabilities: client, maxPacketSize: maxPacket, collation: collation, username: username,
@@ -138,15 +133,7 @@ extension Packets {
             }
             if capabilities.contains(.connectWithDB) { buffer.writeNullTerminatedString(database ?? "") }
             if capabilities.contains(.pluginAuth) { buffer.writeNullTerminatedString(authPluginName ?? "") }
-            if capabilities.contains(.connectAttributes) {
-                var block = ByteBuffer()
-                for (key, value) in attributes {
-                    block.writeLengthEncodedString(key)
-                    block.writeLengthEncodedString(value)
-                }
-                buffer.writeLengthEncodedInteger(UInt64(block.readableBytes))
-                buffer.writeBuffer(&block)
-            }
+            if capabilities.contains(.connectAttributes) { buffer.writeConnectAttributes(attributes) }
         }
     }
 }
