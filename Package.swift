@@ -150,7 +150,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration"],
+            name: "SwitchyardConfigurationTests", dependencies: ["SwitchyardConfiguration", "Topology"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MonitorTests",

@@ -1,0 +1,132 @@
+import Foundation
+import SwitchyardConfiguration
+import Testing
+import Topology
+
+@Suite("Config: the proxy section")
+struct ProxyConfigTests {
+    private static let base = """
+        version: 1
+        servers:
+          - name: s1
+            host: 127.0.0.1
+            port: 3311
+        credentials:
+          monitor:
+            user: monitor
+            password_env: MONITOR_PASSWORD
+        heartbeat:
+          enabled: false
+        tls:
+          mode: verify_identity
+          ca_file: /etc/switchyard/ca.pem
+
+        """
+
+    private func parse(_ proxy: String) throws(ConfigError) -> Config {
+        try Config.parse(yaml: Self.base + proxy, baseDirectory: "/etc/switchyard")
+    }
+
+    private func issues(_ proxy: String) -> [ConfigIssue] {
+        do {
+            _ = try parse(proxy)
+            return []
+        } catch {
+            return error.issues
+        }
+    }
+
+    @Test("No section means no proxy; an empty one gets the defaults; enabled: false turns it off")
+    func defaults() throws {
+        #expect(try parse("").proxy == nil)
+        let proxy = try #require(try parse("proxy: {}\n").proxy)
+        #expect(proxy.host == "127.0.0.1" && proxy.port == 6033)
+        #expect(proxy.backendTLS == .verifyIdentity)
+        #expect(proxy.maxConnections == 1_000)
+        #expect(proxy.authThrottleMaxFailures == 0)
+        #expect(proxy.allowedNetworks.isEmpty)
+        #expect(try parse("proxy:\n  enabled: false\n").proxy == nil)
+    }
+
+    @Test("Every key is read; relative certificate paths are taken from the config's folder")
+    func everyKey() throws {
+        let proxy = try #require(
+            try parse(
+                """
+                proxy:
+                  listen: 0.0.0.0:7000
+                  routing: primary
+                  tls: {cert_file: tls/proxy.pem, key_file: /keys/proxy.key}
+                  require_tls: true
+                  backend_tls: verify_ca
+                  max_connections: 50
+                  handshake_timeout: 3s
+                  backend_connect_timeout: 2s
+                  max_packet_size: 1048576
+                  allowed_networks: [10.0.0.0/8, "::1"]
+                  users:
+                    app: {allowed_networks: [192.168.0.0/16]}
+                  account_refresh_interval: 5s
+                  auth_throttle: {max_failures: 5, window: 30s}
+
+                """
+            ).proxy)
+        #expect(proxy.host == "0.0.0.0" && proxy.port == 7000)
+        #expect(proxy.certFile == "/etc/switchyard/tls/proxy.pem" && proxy.keyFile == "/keys/proxy.key")
+        #expect(proxy.requireTLS && proxy.backendTLS == .verifyCA)
+        #expect(proxy.maxConnections == 50 && proxy.maxPacketSize == 1_048_576)
+        #expect(proxy.handshakeTimeout == .seconds(3) && proxy.backendConnectTimeout == .seconds(2))
+        #expect(proxy.allowedNetworks.map(\.description) == ["10.0.0.0/8", "::1"])
+        #expect(proxy.userNetworks["app"]?.first?.contains("192.168.4.5") == true)
+        #expect(proxy.accountRefreshInterval == .seconds(5))
+        #expect(proxy.authThrottleMaxFailures == 5 && proxy.authThrottleWindow == .seconds(30))
+    }
+
+    @Test("Problems are reported with their key paths")
+    func problems() {
+        let found = issues(
+            """
+            proxy:
+              listen: nowhere
+              allowed_networks: [10.0.0.0/33]
+              users:
+                app: {allowed_networks: [banana]}
+              require_tls: true
+              routing: split
+              max_conections: 5
+
+            """)
+        let paths = Set(found.map(\.path))
+        #expect(paths.isSuperset(of: ["proxy.listen", "proxy.allowed_networks[0]", "proxy.routing"]))
+        #expect(paths.contains("proxy.users.app.allowed_networks[0]"))
+        #expect(found.contains { $0.path == "proxy.max_conections" && $0.message.contains("max_connections") })
+    }
+
+    @Test(
+        "Cross-checks: require_tls needs a certificate; verified backend TLS needs tls.ca_file; not the admin address")
+    func crossChecks() {
+        #expect(issues("proxy:\n  require_tls: true\n").contains { $0.path == "proxy.require_tls" })
+        #expect(issues("proxy:\n  tls: {cert_file: a.pem}\n").contains { $0.path == "proxy.tls" })
+        #expect(issues("proxy:\n  listen: 127.0.0.1:6080\n").contains { $0.path == "proxy.listen" })
+        let noCA = Self.base.replacingOccurrences(
+            of: "  mode: verify_identity\n  ca_file: /etc/switchyard/ca.pem\n", with: "  mode: disabled\n")
+        let noCAIssues: [ConfigIssue]
+        do {
+            _ = try Config.parse(yaml: noCA + "proxy: {}\n")
+            noCAIssues = []
+        } catch {
+            noCAIssues = error.issues
+        }
+        #expect(noCAIssues.contains { $0.path == "proxy.backend_tls" })
+        // Plaintext to the servers is accepted when it is said explicitly.
+        #expect((try? Config.parse(yaml: noCA + "proxy:\n  backend_tls: disabled\n"))?.proxy?.backendTLS == .disabled)
+    }
+
+    @Test("config check names unreadable proxy certificate files")
+    func unreadableCertificate() throws {
+        let config = try parse("proxy:\n  tls: {cert_file: /nonexistent/proxy.pem, key_file: /nonexistent/proxy.key}\n")
+        let issues = SecretResolver(environment: ["MONITOR_PASSWORD": "x"]).check(config)
+        #expect(issues.map(\.path).contains("proxy.tls.cert_file"))
+        #expect(issues.map(\.path).contains("proxy.tls.key_file"))
+    }
+}
