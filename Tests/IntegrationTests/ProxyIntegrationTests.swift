@@ -338,6 +338,35 @@ extension IntegrationTests {
                 let before = try await proxy.mariadb("SELECT @@port")
                 #expect(
                     before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(cluster.instance("s1").port)")
+                // A session opened on s1 stays open across the switchover, then runs one more statement.
+                let directory = cluster.manifest.directory
+                let go = directory + "/go"
+                let log = directory + "/old-session.log"
+                let oldSession = try ChildProcess.launch(
+                    "/usr/bin/python3",
+                    [
+                        "-c",
+                        """
+                        import os, sys, time, pymysql
+                        c = pymysql.connect(host='127.0.0.1', port=int(sys.argv[1]), user='app', password=sys.argv[2],
+                                            database='appdb', ssl={'ca': sys.argv[3]})
+                        c.cursor().execute('SELECT 1')
+                        print('connected', flush=True)
+                        while not os.path.exists(sys.argv[4]):
+                            time.sleep(0.05)
+                        try:
+                            c.cursor().execute('SELECT 1')
+                            print('ran', flush=True)
+                        except pymysql.err.MySQLError as e:
+                            print('error', e.args[0], flush=True)
+                        """,
+                        "\(proxy.port)", try proxy.appPassword, cluster.manifest.caFile, go,
+                    ], logFile: log)
+                defer { _ = ChildProcess.waitForExit(oldSession) }
+                func oldSessionSaid(_ text: String) -> Bool {
+                    ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains(text)
+                }
+                try await poll("the old session is connected", deadline: .seconds(10)) { oldSessionSaid("connected") }
                 // Manual switchover: s1 read-only, s2 promoted, s1 replicates from s2.
                 let s2 = cluster.instance("s2").port
                 let replicationPassword = try cluster.manifest.password("replication")
@@ -364,6 +393,12 @@ extension IntegrationTests {
                 )
                 #expect(after.status == 0, "\(after.stderr)")
                 #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(s2)")
+                // The session still on s1 gets a clear error at its next statement instead of running there.
+                FileManager.default.createFile(atPath: go, contents: Data())
+                try await poll("the old session answered", deadline: .seconds(10)) {
+                    oldSessionSaid("error") || oldSessionSaid("ran")
+                }
+                #expect(oldSessionSaid("error 1927"), "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
             }
         }
     }
