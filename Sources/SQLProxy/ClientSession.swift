@@ -24,7 +24,7 @@ final class ClientSession: ChannelInboundHandler {
         var logger: Logger
     }
 
-    private enum Phase {
+    enum Phase {
         case handshake(ServerHandshakeStateMachine)
         /// The client is authenticated; the backend login runs. The OK is held until it succeeds.
         case connectingBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login)
@@ -33,7 +33,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// The session's database connection and what it was established with.
-    private struct Backend {
+    struct Backend {
         var channel: any Channel
         var handler: BackendHandler
         var server: ServerIdentity
@@ -41,37 +41,37 @@ final class ClientSession: ChannelInboundHandler {
         var session: ClientHandshakeStateMachine.Session?
     }
 
-    private let environment: Environment
-    private var phase: Phase = .closed
-    private var connectionID: UInt32 = 0
-    private var clientAddress = "unknown"
-    private var login: ServerHandshakeStateMachine.Login?
-    private var backend: Backend?
-    private var context: ChannelHandlerContext?
-    private var logger: Logger
+    let environment: Environment
+    var phase: Phase = .closed
+    var connectionID: UInt32 = 0
+    var clientAddress = "unknown"
+    var login: ServerHandshakeStateMachine.Login?
+    var backend: Backend?
+    var context: ChannelHandlerContext?
+    var logger: Logger
 
     /// Client bytes not yet framed into packets.
-    private var inbound = ByteBuffer()
-    private var decoder: MySQLPacketDecoder
+    var inbound = ByteBuffer()
+    var decoder: MySQLPacketDecoder
     /// Backend bytes held back because a packet header or prefix is incomplete.
-    private var heldBackend: ByteBuffer?
-    private var scanner = PacketStreamScanner()
+    var heldBackend: ByteBuffer?
+    var scanner = PacketStreamScanner()
     /// One tracker per command sent to the backend and not fully answered yet, oldest first (clients
     /// may pipeline commands).
-    private var pending = CircularBuffer<ResponseTracker>()
+    var pending = CircularBuffer<ResponseTracker>()
     /// The first packet of the oldest pending response has not been seen yet.
-    private var atResponseStart = true
+    var atResponseStart = true
     /// The backend asked for a LOCAL INFILE: the client's next packets are the file, up to an empty one.
-    private var sendingLocalFile = false
-    private var handshakeTimeout: Scheduled<Void>?
-    private var registered = false
+    var sendingLocalFile = false
+    var handshakeTimeout: Scheduled<Void>?
+    var registered = false
     /// The client hop's compressed protocol, from the login OK on, when the client asked for it.
-    private var compression: Compression?
+    var compression: Compression?
     /// The sequence id the backend expects on the next packet of an exchange the client continues
     /// (LOAD DATA LOCAL file packets); compressed clients' inner ids cannot be trusted for it.
-    private var nextBackendSequenceID: UInt8 = 0
+    var nextBackendSequenceID: UInt8 = 0
 
-    private struct Compression {
+    struct Compression {
         var decoder = CompressedPacketDecoder()
         let encoder = CompressedPacketEncoder()
         /// Every compressed packet to the client takes this id: one past the last the client sent, then
@@ -80,13 +80,13 @@ final class ClientSession: ChannelInboundHandler {
         var raw = ByteBuffer()
     }
     /// The greeting's scramble; `COM_CHANGE_USER` answers it again.
-    private var scramble: [UInt8] = []
+    var scramble: [UInt8] = []
     /// A `COM_CHANGE_USER` in progress (the relay is paused while it runs).
-    private var changeUser: ChangeUserStep?
-    private var changeUserDecoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
-    private var changeUserInbound = ByteBuffer()
+    var changeUser: ChangeUserStep?
+    var changeUserDecoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
+    var changeUserInbound = ByteBuffer()
 
-    private enum ChangeUserStep {
+    enum ChangeUserStep {
         /// The client must answer an AuthSwitchRequest (sequence id 2) for `scramble`.
         case awaitingClientAnswer(Packets.ChangeUser, scramble: [UInt8])
         /// The proxy looks the account up.
@@ -167,9 +167,9 @@ final class ClientSession: ChannelInboundHandler {
     ]
 
     /// Capabilities that belong to one hop only and are not passed on to the backend as the client's.
-    private static let perHop: CapabilityFlags = [.ssl, .compress, .connectWithDB, .connectAttributes]
+    static let perHop: CapabilityFlags = [.ssl, .compress, .connectWithDB, .connectAttributes]
 
-    private static func makeScramble() -> [UInt8] {
+    static func makeScramble() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return (0..<20).map { _ in UInt8.random(in: 33...126, using: &generator) }
     }
@@ -212,7 +212,7 @@ final class ClientSession: ChannelInboundHandler {
 
     /// Adds client bytes to what is still to be framed: the read buffer itself when nothing is pending
     /// (no copy), else appended; bytes already framed are dropped so a long session does not grow it.
-    private func appendInbound(_ bytes: ByteBuffer) {
+    func appendInbound(_ bytes: ByteBuffer) {
         if inbound.readableBytes == 0 {
             inbound = bytes
             return
@@ -221,7 +221,7 @@ final class ClientSession: ChannelInboundHandler {
         inbound.writeImmutableBuffer(bytes)
     }
 
-    private func readHandshake(context: ChannelHandlerContext) {
+    func readHandshake(context: ChannelHandlerContext) {
         do {
             while case .handshake(var machine) = phase, let packet = try decoder.decode(buffer: &inbound) {
                 let action = machine.packetReceived(packet)
@@ -233,7 +233,7 @@ final class ClientSession: ChannelInboundHandler {
         }
     }
 
-    private func perform(_ action: ServerHandshakeStateMachine.Action) {
+    func perform(_ action: ServerHandshakeStateMachine.Action) {
         guard let context else { return }
         switch action {
         case .send(let packet):
@@ -251,7 +251,7 @@ final class ClientSession: ChannelInboundHandler {
         }
     }
 
-    private func startTLS(context: ChannelHandlerContext) {
+    func startTLS(context: ChannelHandlerContext) {
         guard let serverTLS = environment.serverTLS else { return }
         do {
             try context.pipeline.syncOperations.addHandler(
@@ -279,7 +279,7 @@ final class ClientSession: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    private func lookUpCredential(_ username: String) {
+    func lookUpCredential(_ username: String) {
         guard case .handshake(let machine) = phase, let context else { return }
         let settings = environment.settings
         let throttleKey = "\(username)@\(clientAddress)"
@@ -350,14 +350,14 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// Answers as for a wrong password.
-    private func deny(_ machine: ServerHandshakeStateMachine, username: String) {
+    func deny(_ machine: ServerHandshakeStateMachine, username: String) {
         var machine = machine
         let action = machine.credentialLookedUp(nil)
         phase = .handshake(machine)
         perform(action)
     }
 
-    private static func credential(_ account: Account) -> StoredCredential? {
+    static func credential(_ account: Account) -> StoredCredential? {
         switch account.plugin {
         case "mysql_native_password", "":
             MySQLNativePassword.storedCredential(fromAuthenticationString: account.authenticationString)
@@ -368,7 +368,7 @@ final class ClientSession: ChannelInboundHandler {
         }
     }
 
-    private func loginFailed(_ packet: MySQLPacket, _ error: Packets.ErrorPacket) {
+    func loginFailed(_ packet: MySQLPacket, _ error: Packets.ErrorPacket) {
         environment.metrics.error(error.errorCode)
         if error.errorCode == 1045 { environment.metrics.failedLogin() }
         logger.notice("login failed", metadata: ["errno": "\(error.errorCode)", "error": "\(error.message)"])
@@ -376,159 +376,9 @@ final class ClientSession: ChannelInboundHandler {
         close()
     }
 
-    private func connectBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login) {
-        phase = .connectingBackend(ok: ok, login: login)
-        self.login = login
-        logger[metadataKey: "user"] = "\(login.username)"
-        if let answer = login.pluginAnswer, let backend {
-            // The backend login is waiting for the client's signature (client_ed25519).
-            backend.handler.answerPlugin(answer, channel: backend.channel)
-            return
-        }
-        startBackendLogin(
-            username: login.username, database: login.database, capabilities: login.capabilities,
-            collation: login.collation, attributes: login.attributes, passwordSHA1: login.passwordSHA1,
-            failureSequenceID: ok.sequenceID)
-    }
-
-    /// Opens the session's backend connection to the primary and logs in as the client's user.
-    private func startBackendLogin(
-        username: String, database: String?, capabilities clientCapabilities: CapabilityFlags, collation: UInt8,
-        attributes clientAttributes: [String: String], passwordSHA1: [UInt8]?, failureSequenceID: UInt8
-    ) {
-        guard let context else { return }
-        guard let server = environment.state.primary else {
-            backendUnavailable("no primary is known", sequenceID: failureSequenceID)
-            return
-        }
-        var capabilities = clientCapabilities.subtracting(Self.perHop)
-        capabilities.insert(.protocol41)
-        let policy: ClientHandshakeStateMachine.TLSPolicy = environment.backendTLS == nil ? .disabled : .required
-        var attributes = clientAttributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        attributes.append(("_proxy", "switchyard"))
-        attributes.append(("_proxy_client_address", clientAddress))
-        let machine = ClientHandshakeStateMachine(
-            settings: .init(
-                username: username, passwordSHA1: passwordSHA1, database: database,
-                capabilities: capabilities, collation: collation, tls: policy, attributes: attributes))
-        let started = ContinuousClock.now
-        let loop = context.eventLoop
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        let tls = environment.backendTLS
-        let callbacks = BackendHandler.Callbacks(
-            authenticated: { [weak self] session in
-                self?.environment.metrics.backendConnected(after: .now - started)
-                self?.backendAuthenticated(session)
-            },
-            loginFailed: { [weak self] error in self?.backendLoginFailed(error, server: server) },
-            pluginChallenge: { [weak self] plugin, challenge in self?.backendPluginChallenge(plugin, challenge) },
-            read: { [weak self] buffer in self?.backendRead(buffer) },
-            readComplete: { [weak self] in self?.context?.flush() },
-            writabilityChanged: { [weak self] writable in self?.backendWritabilityChanged(writable) },
-            closed: { [weak self] in self?.backendClosed() })
-        let handlerBox = NIOLoopBound(
-            BackendHandler(machine: machine, server: server, tls: tls, callbacks: callbacks), eventLoop: loop)
-        ClientBootstrap(group: loop)
-            .connectTimeout(.init(environment.settings.backendConnectTimeout))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(handlerBox.value)
-                    let session = bound.value
-                    switch session.phase {
-                    case .connectingBackend, .handshake: break
-                    case .command, .closed: throw ChannelError.ioOnClosedChannel
-                    }
-                    session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
-                }
-            }
-            .connect(host: server.host, port: server.port)
-            .whenFailure { error in
-                bound.value.backendLoginFailed(.connect("\(error)"), server: server)
-            }
-    }
-
-    /// The server asks for a `client_ed25519` signature: the client must sign the server's challenge.
-    private func backendPluginChallenge(_ plugin: String, _ challenge: [UInt8]) {
-        guard case .handshake(var machine) = phase else { return }
-        let action = machine.switchPlugin(plugin, challenge: challenge)
-        phase = .handshake(machine)
-        perform(action)
-    }
-
-    private func backendAuthenticated(_ session: ClientHandshakeStateMachine.Session) {
-        guard case .connectingBackend(let ok, let login) = phase, backend != nil, let context else { return }
-        backend?.session = session
-        environment.state.noteServerVersion(session.serverVersion)
-        let expected = login.capabilities.subtracting(Self.perHop)
-        guard session.capabilities.isSuperset(of: expected) else {
-            let missing = expected.subtracting(session.capabilities)
-            backendUnavailable(
-                "the server lacks capabilities the client negotiated (0x\(String(missing.rawValue, radix: 16)))",
-                sequenceID: ok.sequenceID)
-            return
-        }
-        handshakeTimeout?.cancel()
-        handshakeTimeout = nil
-        let server = backend?.server
-        environment.state.update(connectionID) {
-            $0.user = login.username
-            $0.backend = server
-            $0.backendThreadID = session.connectionID
-        }
-        environment.metrics.loggedIn(user: login.username, tlsVersion: tlsVersion(context))
-        logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
-        phase = .command
-        write(ok, flush: true)
-        if login.capabilities.contains(.compress) {
-            compression = Compression()
-            decoder.checksContinuationSequence = false
-        }
-        if inbound.readableBytes > 0 { readCommands(context: context) }
-    }
-
-    private func backendLoginFailed(_ error: BackendLoginError, server: ServerIdentity) {
-        let sequenceID: UInt8
-        switch phase {
-        case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
-        case .handshake: sequenceID = 2  // an ed25519 login, before the client answered the challenge
-        case .command, .closed: return
-        }
-        let ok = MySQLPacket(sequenceID: sequenceID, payload: ByteBuffer())
-        backend = nil
-        if case .login(.server(let refusal)) = error {
-            // The server's own answer (unknown database, account locked, ...) goes to the client as is.
-            logger.notice(
-                "backend refused the login", metadata: ["server": "\(server.name)", "errno": "\(refusal.errorCode)"])
-            environment.metrics.error(refusal.errorCode)
-            var payload = ByteBuffer()
-            refusal.encode(into: &payload, capabilities: [.protocol41])
-            write(MySQLPacket(sequenceID: ok.sequenceID, payload: payload), flush: true)
-            close()
-            return
-        }
-        backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: ok.sequenceID)
-    }
-
-    private func backendUnavailable(_ reason: String, sequenceID: UInt8) {
-        logger.error("cannot open a backend connection: \(reason)")
-        refuse(errno: 1105, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
-    }
-
-    private func handshakeTimedOut() {
-        handshakeTimeout = nil
-        switch phase {
-        case .handshake, .connectingBackend:
-            logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
-            refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: 2)
-        case .command, .closed:
-            break
-        }
-    }
-
     // MARK: command phase
 
-    private func readCommands(context: ChannelHandlerContext) {
+    func readCommands(context: ChannelHandlerContext) {
         guard let backend else { return }
         var wrote = false
         do {
@@ -562,7 +412,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
-    private func forward(_ packet: MySQLPacket, wire: ByteBuffer?, to backend: Backend) -> Bool {
+    func forward(_ packet: MySQLPacket, wire: ByteBuffer?, to backend: Backend) -> Bool {
         if sendingLocalFile {
             if packet.payload.readableBytes == 0 {
                 sendingLocalFile = false
@@ -653,7 +503,7 @@ final class ClientSession: ChannelInboundHandler {
 
     /// The backend thread of the proxy session `id`, for KILL; nil (after answering ERR 1094) when there is
     /// no such session or it is not on this session's server.
-    private func mapKillTarget(_ id: UInt32, on backend: Backend) -> UInt32? {
+    func mapKillTarget(_ id: UInt32, on backend: Backend) -> UInt32? {
         if let target = environment.state.session(id), let thread = target.backendThreadID,
             target.backend == backend.server
         {
@@ -663,13 +513,13 @@ final class ClientSession: ChannelInboundHandler {
         return nil
     }
 
-    private func send(_ packet: MySQLPacket, to backend: Backend) {
+    func send(_ packet: MySQLPacket, to backend: Backend) {
         var out = backend.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
         MySQLPacketEncoder.write(packet, into: &out)
         backend.channel.write(out, promise: nil)
     }
 
-    private func backendRead(_ buffer: ByteBuffer) {
+    func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
         var buffer = buffer
         if case .awaitingBackend = changeUser {
@@ -719,7 +569,7 @@ final class ClientSession: ChannelInboundHandler {
         if buffer.readableBytes > 0 { heldBackend = buffer }
     }
 
-    private func backendWritabilityChanged(_ writable: Bool) {
+    func backendWritabilityChanged(_ writable: Bool) {
         // Client uploads (LOAD DATA, long data) pause while the backend's socket is full.
         context?.channel.setOption(ChannelOptions.autoRead, value: writable).whenFailure { _ in }
     }
@@ -730,7 +580,7 @@ final class ClientSession: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    private func backendClosed() {
+    func backendClosed() {
         guard case .command = phase else { return }
         logger.notice(
             "backend connection lost; closing the client session",
@@ -739,156 +589,9 @@ final class ClientSession: ChannelInboundHandler {
         close()
     }
 
-    // MARK: COM_CHANGE_USER
-
-    private var isAwaitingClientAnswer: Bool {
-        if case .awaitingClientAnswer = changeUser { return true }
-        return false
-    }
-
-    /// The proxy verifies the new user itself (as at login), then has the backend change user with the
-    /// recovered SHA1(password); the backend's OK or ERR goes back to the client.
-    private func startChangeUser(_ packet: MySQLPacket, backend: Backend) {
-        guard let login, pending.isEmpty else {
-            reply(errno: 1047, sqlState: "08S01", "COM_CHANGE_USER while a response is pending", sequenceID: 1)
-            return
-        }
-        let request: Packets.ChangeUser
-        do {
-            request = try Packets.ChangeUser.decode(packet.payload, capabilities: login.capabilities)
-        } catch {
-            refuse(errno: 1047, sqlState: "08S01", "Malformed COM_CHANGE_USER", sequenceID: 1)
-            return
-        }
-        let native = MySQLNativePassword().name
-        if let plugin = request.authPluginName, !plugin.isEmpty, plugin != native {
-            // Answer with our plugin and a fresh scramble; the client's next packet is its answer.
-            let fresh = Self.makeScramble()
-            changeUser = .awaitingClientAnswer(request, scramble: fresh)
-            var payload = ByteBuffer()
-            Packets.AuthSwitchRequest(pluginName: native, pluginData: fresh).encode(into: &payload)
-            write(MySQLPacket(sequenceID: 1, payload: payload), flush: true)
-            return
-        }
-        verifyChangeUser(
-            request, response: request.authResponse, scramble: scramble, clientSequence: 1, backend: backend)
-    }
-
-    private func verifyChangeUser(
-        _ request: Packets.ChangeUser, response: [UInt8], scramble: [UInt8], clientSequence: UInt8, backend: Backend
-    ) {
-        guard let context else { return }
-        changeUser = .verifying
-        let accounts = environment.accounts
-        let address = clientAddress
-        let tls = isTLS(context)
-        let networks = environment.settings.userNetworks[request.username]
-        @Sendable func verify(_ account: Account?) -> [UInt8]?? {
-            guard let account, !(account.requiresTLS && !tls), let credential = Self.credential(account) else {
-                return .none
-            }
-            switch credential {
-            case .empty: return response.isEmpty ? .some(nil) : .none
-            case .nativePassword(let doubleSHA1):
-                return MySQLNativePassword.recoverPasswordSHA1(
-                    response: response, scramble: scramble, doubleSHA1: doubleSHA1
-                )
-                .map { .some($0) } ?? .none
-            case .ed25519:
-                return .none  // changing user to an ed25519 account is not supported yet (1045)
-            }
-        }
-        let lookup = context.eventLoop.makeFutureWithTask { () -> [UInt8]?? in
-            if let networks, !networks.contains(where: { $0.contains(address) }) { return .none }
-            var verified = verify(await accounts.match(user: request.username, clientAddress: address))
-            if verified == nil {
-                await accounts.refresh()
-                verified = verify(await accounts.match(user: request.username, clientAddress: address))
-            }
-            return verified
-        }
-        lookup.whenSuccess { [weak self] verified in
-            guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
-            guard case .some(let passwordSHA1) = verified else {
-                self.changeUser = nil
-                self.environment.metrics.failedLogin()
-                let using = response.isEmpty ? "NO" : "YES"
-                self.logger.notice("change user refused", metadata: ["new_user": "\(request.username)"])
-                self.refuse(
-                    errno: 1045, sqlState: "28000",
-                    "Access denied for user '\(request.username)'@'\(address)' (using password: \(using))",
-                    sequenceID: clientSequence)
-                return
-            }
-            let capabilities = backend.session?.capabilities ?? []
-            var forwarded = request
-            forwarded.authPluginName = MySQLNativePassword().name
-            forwarded.authResponse =
-                passwordSHA1.map {
-                    MySQLNativePassword.response(passwordSHA1: $0, scramble: backend.session?.scramble ?? [])
-                } ?? []
-            forwarded.attributes["_proxy"] = "switchyard"
-            forwarded.attributes["_proxy_client_address"] = address
-            var payload = ByteBuffer()
-            forwarded.encode(into: &payload, capabilities: capabilities)
-            self.changeUser = .awaitingBackend(request, passwordSHA1: passwordSHA1, clientSequence: clientSequence)
-            self.send(MySQLPacket(sequenceID: 0, payload: payload), to: backend)
-            backend.channel.flush()
-        }
-    }
-
-    /// The backend's side of a change of user: OK, ERR, or an auth switch the proxy answers itself.
-    private func backendChangeUserRead() {
-        guard case .awaitingBackend(let request, let passwordSHA1, let clientSequence) = changeUser, let backend else {
-            return
-        }
-        do {
-            while let packet = try changeUserDecoder.decode(buffer: &changeUserInbound) {
-                let header = packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt8.self)
-                switch header {
-                case 0x00:
-                    changeUser = nil
-                    login?.username = request.username
-                    login?.database = request.database.isEmpty ? nil : request.database
-                    login?.passwordSHA1 = passwordSHA1
-                    environment.state.update(connectionID) { $0.user = request.username }
-                    logger[metadataKey: "user"] = "\(request.username)"
-                    write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-                    let rest = changeUserInbound
-                    changeUserInbound = ByteBuffer()
-                    if rest.readableBytes > 0 { backendRead(rest) }
-                    if inbound.readableBytes > 0, let context { readCommands(context: context) }
-                    return
-                case 0xFE:
-                    guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload),
-                        switchRequest.pluginName == MySQLNativePassword().name
-                    else { throw ProxyProtocolError("the server asked for an unsupported plugin during change user") }
-                    let answer =
-                        passwordSHA1.map {
-                            MySQLNativePassword.response(passwordSHA1: $0, scramble: switchRequest.pluginData)
-                        } ?? []
-                    send(
-                        MySQLPacket(sequenceID: packet.sequenceID &+ 1, payload: ByteBuffer(bytes: answer)), to: backend
-                    )
-                    backend.channel.flush()
-                default:
-                    changeUser = nil
-                    logger.notice(
-                        "the server refused the change of user", metadata: ["new_user": "\(request.username)"])
-                    write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-                    close()
-                    return
-                }
-            }
-        } catch {
-            logger.error("backend protocol error during change user: \(error)")
-            close()
-        }
-    }
-
     // MARK: errors and closing
 
-    private func badPacket(_ error: any Error, sequenceID: UInt8) {
+    func badPacket(_ error: any Error, sequenceID: UInt8) {
         if let wire = error as? MySQLWireError, case .packetTooLarge = wire.kind {
             environment.metrics.error(1153)
             refuse(
@@ -902,25 +605,25 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// Sends an ERR and keeps the session.
-    private func reply(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) {
+    func reply(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) {
         environment.metrics.error(errno)
         write(errorPacket(errno: errno, sqlState: sqlState, message, sequenceID: sequenceID), flush: true)
     }
 
     /// Sends an ERR, then closes.
-    private func refuse(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8 = 0) {
+    func refuse(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8 = 0) {
         write(errorPacket(errno: errno, sqlState: sqlState, message, sequenceID: sequenceID), flush: true)
         close()
     }
 
-    private func errorPacket(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) -> MySQLPacket {
+    func errorPacket(errno: UInt16, sqlState: String, _ message: String, sequenceID: UInt8) -> MySQLPacket {
         var payload = ByteBuffer()
         Packets.ErrorPacket(errorCode: errno, sqlState: sqlState, message: message).encode(
             into: &payload, capabilities: [.protocol41])
         return MySQLPacket(sequenceID: sequenceID, payload: payload)
     }
 
-    private func write(_ packet: MySQLPacket, flush: Bool) {
+    func write(_ packet: MySQLPacket, flush: Bool) {
         guard let context else { return }
         var out = context.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
         MySQLPacketEncoder.write(packet, into: &out)
@@ -929,7 +632,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// Writes ordinary packet bytes to the client, wrapped in compressed packets once compression is on.
-    private func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
         guard var compression else {
             environment.metrics.bytes(toClient: bytes.readableBytes)
             context.write(wrapOutboundOut(bytes), promise: nil)
@@ -943,7 +646,7 @@ final class ClientSession: ChannelInboundHandler {
         context.write(wrapOutboundOut(out), promise: nil)
     }
 
-    private func close() {
+    func close() {
         guard let context else { return }
         if case .closed = phase, !context.channel.isActive { return }
         phase = .closed
@@ -981,11 +684,11 @@ final class ClientSession: ChannelInboundHandler {
         close()
     }
 
-    private func isTLS(_ context: ChannelHandlerContext) -> Bool {
+    func isTLS(_ context: ChannelHandlerContext) -> Bool {
         (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
     }
 
-    private func tlsVersion(_ context: ChannelHandlerContext) -> String {
+    func tlsVersion(_ context: ChannelHandlerContext) -> String {
         guard let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
             let version = handler.tlsVersion
         else { return "none" }

@@ -1,0 +1,159 @@
+import Logging
+import MySQLWire
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Topology
+
+/// Opening the session's backend connection and logging in as the client's user.
+extension ClientSession {
+    func connectBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login) {
+        phase = .connectingBackend(ok: ok, login: login)
+        self.login = login
+        logger[metadataKey: "user"] = "\(login.username)"
+        if let answer = login.pluginAnswer, let backend {
+            // The backend login is waiting for the client's signature (client_ed25519).
+            backend.handler.answerPlugin(answer, channel: backend.channel)
+            return
+        }
+        startBackendLogin(
+            username: login.username, database: login.database, capabilities: login.capabilities,
+            collation: login.collation, attributes: login.attributes, passwordSHA1: login.passwordSHA1,
+            failureSequenceID: ok.sequenceID)
+    }
+
+    /// Opens the session's backend connection to the primary and logs in as the client's user.
+    func startBackendLogin(
+        username: String, database: String?, capabilities clientCapabilities: CapabilityFlags, collation: UInt8,
+        attributes clientAttributes: [String: String], passwordSHA1: [UInt8]?, failureSequenceID: UInt8
+    ) {
+        guard let context else { return }
+        guard let server = environment.state.primary else {
+            backendUnavailable("no primary is known", sequenceID: failureSequenceID)
+            return
+        }
+        var capabilities = clientCapabilities.subtracting(Self.perHop)
+        capabilities.insert(.protocol41)
+        let policy: ClientHandshakeStateMachine.TLSPolicy = environment.backendTLS == nil ? .disabled : .required
+        var attributes = clientAttributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        attributes.append(("_proxy", "switchyard"))
+        attributes.append(("_proxy_client_address", clientAddress))
+        let machine = ClientHandshakeStateMachine(
+            settings: .init(
+                username: username, passwordSHA1: passwordSHA1, database: database,
+                capabilities: capabilities, collation: collation, tls: policy, attributes: attributes))
+        let started = ContinuousClock.now
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let tls = environment.backendTLS
+        let callbacks = BackendHandler.Callbacks(
+            authenticated: { [weak self] session in
+                self?.environment.metrics.backendConnected(after: .now - started)
+                self?.backendAuthenticated(session)
+            },
+            loginFailed: { [weak self] error in self?.backendLoginFailed(error, server: server) },
+            pluginChallenge: { [weak self] plugin, challenge in self?.backendPluginChallenge(plugin, challenge) },
+            read: { [weak self] buffer in self?.backendRead(buffer) },
+            readComplete: { [weak self] in self?.context?.flush() },
+            writabilityChanged: { [weak self] writable in self?.backendWritabilityChanged(writable) },
+            closed: { [weak self] in self?.backendClosed() })
+        let handlerBox = NIOLoopBound(
+            BackendHandler(machine: machine, server: server, tls: tls, callbacks: callbacks), eventLoop: loop)
+        ClientBootstrap(group: loop)
+            .connectTimeout(.init(environment.settings.backendConnectTimeout))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handlerBox.value)
+                    let session = bound.value
+                    switch session.phase {
+                    case .connectingBackend, .handshake: break
+                    case .command, .closed: throw ChannelError.ioOnClosedChannel
+                    }
+                    session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
+                }
+            }
+            .connect(host: server.host, port: server.port)
+            .whenFailure { error in
+                bound.value.backendLoginFailed(.connect("\(error)"), server: server)
+            }
+    }
+
+    /// The server asks for a `client_ed25519` signature: the client must sign the server's challenge.
+    func backendPluginChallenge(_ plugin: String, _ challenge: [UInt8]) {
+        guard case .handshake(var machine) = phase else { return }
+        let action = machine.switchPlugin(plugin, challenge: challenge)
+        phase = .handshake(machine)
+        perform(action)
+    }
+
+    func backendAuthenticated(_ session: ClientHandshakeStateMachine.Session) {
+        guard case .connectingBackend(let ok, let login) = phase, backend != nil, let context else { return }
+        backend?.session = session
+        environment.state.noteServerVersion(session.serverVersion)
+        let expected = login.capabilities.subtracting(Self.perHop)
+        guard session.capabilities.isSuperset(of: expected) else {
+            let missing = expected.subtracting(session.capabilities)
+            backendUnavailable(
+                "the server lacks capabilities the client negotiated (0x\(String(missing.rawValue, radix: 16)))",
+                sequenceID: ok.sequenceID)
+            return
+        }
+        handshakeTimeout?.cancel()
+        handshakeTimeout = nil
+        let server = backend?.server
+        environment.state.update(connectionID) {
+            $0.user = login.username
+            $0.backend = server
+            $0.backendThreadID = session.connectionID
+        }
+        environment.metrics.loggedIn(user: login.username, tlsVersion: tlsVersion(context))
+        logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
+        phase = .command
+        write(ok, flush: true)
+        if login.capabilities.contains(.compress) {
+            compression = Compression()
+            decoder.checksContinuationSequence = false
+        }
+        if inbound.readableBytes > 0 { readCommands(context: context) }
+    }
+
+    func backendLoginFailed(_ error: BackendLoginError, server: ServerIdentity) {
+        let sequenceID: UInt8
+        switch phase {
+        case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
+        case .handshake: sequenceID = 2  // an ed25519 login, before the client answered the challenge
+        case .command, .closed: return
+        }
+        let ok = MySQLPacket(sequenceID: sequenceID, payload: ByteBuffer())
+        backend = nil
+        if case .login(.server(let refusal)) = error {
+            // The server's own answer (unknown database, account locked, ...) goes to the client as is.
+            logger.notice(
+                "backend refused the login", metadata: ["server": "\(server.name)", "errno": "\(refusal.errorCode)"])
+            environment.metrics.error(refusal.errorCode)
+            var payload = ByteBuffer()
+            refusal.encode(into: &payload, capabilities: [.protocol41])
+            write(MySQLPacket(sequenceID: ok.sequenceID, payload: payload), flush: true)
+            close()
+            return
+        }
+        backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: ok.sequenceID)
+    }
+
+    func backendUnavailable(_ reason: String, sequenceID: UInt8) {
+        logger.error("cannot open a backend connection: \(reason)")
+        refuse(errno: 1105, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
+    }
+
+    func handshakeTimedOut() {
+        handshakeTimeout = nil
+        switch phase {
+        case .handshake, .connectingBackend:
+            logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
+            refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: 2)
+        case .command, .closed:
+            break
+        }
+    }
+}
