@@ -125,7 +125,6 @@ extension ClientSession {
         case .handshake: sequenceID = 2  // an ed25519 login, before the client answered the challenge
         case .command, .closed: return
         }
-        let ok = MySQLPacket(sequenceID: sequenceID, payload: ByteBuffer())
         backend = nil
         if case .login(.server(let refusal)) = error {
             // The server's own answer (unknown database, account locked, ...) goes to the client as is.
@@ -134,11 +133,11 @@ extension ClientSession {
             environment.metrics.error(refusal.errorCode)
             var payload = ByteBuffer()
             refusal.encode(into: &payload, capabilities: [.protocol41])
-            write(MySQLPacket(sequenceID: ok.sequenceID, payload: payload), flush: true)
+            write(MySQLPacket(sequenceID: sequenceID, payload: payload), flush: true)
             close()
             return
         }
-        backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: ok.sequenceID)
+        backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: sequenceID)
     }
 
     func backendUnavailable(_ reason: String, sequenceID: UInt8) {

@@ -324,7 +324,7 @@ final class ClientSession: ChannelInboundHandler {
                     capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
                     collation: response.collation,
                     attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
-                    passwordSHA1: nil, failureSequenceID: machine.settings.scramble.isEmpty ? 2 : 2)
+                    passwordSHA1: nil, failureSequenceID: 2)
                 return
             }
             var credential = account.flatMap(Self.credential)
