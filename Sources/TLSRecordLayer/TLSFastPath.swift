@@ -1,0 +1,51 @@
+public import NIOCore
+import NIOSSL
+
+/// Switchyard's TLS fast path: NIOSSL (BoringSSL) does the handshake, certificate checks and login
+/// exchange; afterwards `TLSRecordHandler` protects the records itself with the session's keys, which
+/// costs one AEAD call per record instead of NIOSSL's buffering, BIO and promise bookkeeping.
+///
+/// Set `TLSSecretLog.keyLogCallback` on the `TLSConfiguration`, add an observer with `addObserver` right
+/// after adding NIOSSL's handler, and call `takeOver` once the login is complete. Whenever anything
+/// does not check out, the connection simply stays on NIOSSL.
+public enum TLSFastPath {
+    /// Adds the observer between the socket and NIOSSL's handler (NIOSSL must be the first handler).
+    public static func addObserver(
+        role: TLSHandshakeObserver.Role, to pipeline: ChannelPipeline.SynchronousOperations
+    ) throws {
+        try pipeline.addHandler(TLSHandshakeObserver(role: role), position: .first)
+    }
+
+    /// Replaces NIOSSL's handler with a `TLSRecordHandler`, returning the negotiated version, or why the
+    /// connection stays on NIOSSL. The observer is removed either way.
+    ///
+    /// Call on the channel's event loop, outside any NIOSSL callback, when everything the login wrote has
+    /// been flushed and the peer is waiting for the next request (so nothing is half-processed).
+    public static func takeOver(
+        _ pipeline: ChannelPipeline.SynchronousOperations, secrets: TLSSecretLog
+    ) -> Result<TLSRecordHandler, TLSFastPathUnavailable> {
+        guard let observer = try? pipeline.handler(type: TLSHandshakeObserver.self) else {
+            return .failure(TLSFastPathUnavailable("no handshake observer"))
+        }
+        pipeline.removeHandler(observer, promise: nil)
+        guard let tls = try? pipeline.handler(type: NIOSSLHandler.self) else {
+            return .failure(TLSFastPathUnavailable("no NIOSSL handler"))
+        }
+        let plan: TLSHandshakeObserver.Plan
+        do {
+            plan = try observer.plan(secrets: secrets)
+        } catch {
+            return .failure(error)
+        }
+        let handler = TLSRecordHandler(reader: plan.reader, writer: plan.writer, leftover: plan.leftover)
+        pipeline.removeHandler(tls, promise: nil)
+        do {
+            try pipeline.addHandler(handler, position: .first)
+        } catch {
+            // Nothing can carry the connection's TLS any more.
+            pipeline.fireErrorCaught(error)
+            return .failure(TLSFastPathUnavailable("cannot add the record handler: \(error)"))
+        }
+        return .success(handler)
+    }
+}

@@ -1,0 +1,171 @@
+public import NIOCore
+
+/// A connection's TLS record layer after the handshake, in place of NIOSSL's handler: opens inbound
+/// records and seals outbound bytes with the session's keys, one AEAD call per record and no other work.
+///
+/// Handles what a peer may send after the handshake: application data, close_notify and other alerts,
+/// TLS 1.3 NewSessionTicket (ignored) and KeyUpdate (followed, and answered when asked). Anything else,
+/// or a record that fails authentication, ends the connection with the matching alert.
+public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private var reader: TLSRecordProtection
+    private var writer: TLSRecordProtection
+    /// The start of a record whose remaining bytes have not arrived.
+    private var partial: ByteBuffer?
+    private var sentCloseNotify = false
+    private var receivedCloseNotify = false
+    private var failed = false
+
+    public var version: TLSRecordVersion { writer.version }
+    public var cipherSuite: TLSCipherSuite { writer.suite }
+
+    /// TLS 1.3 rotates the sending key well before AES-GCM's limit (RFC 8446 §5.5).
+    static let keyUpdateInterval: UInt64 = 1 << 24
+    /// KeyUpdate(update_not_requested).
+    static let keyUpdate: [UInt8] = [24, 0, 0, 1, 0]
+
+    init(reader: TLSRecordProtection, writer: TLSRecordProtection, leftover: ByteBuffer) {
+        self.reader = reader
+        self.writer = writer
+        self.partial = leftover.readableBytes > 0 ? leftover : nil
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        var buffer = unwrapInboundIn(data)
+        if var partial = self.partial.take() {
+            partial.writeBuffer(&buffer)
+            buffer = partial
+        }
+        var plaintext = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+        do {
+            while buffer.readableBytes >= 5 {
+                let start = buffer.readerIndex
+                let type = buffer.getInteger(at: start, as: UInt8.self)!
+                let length = Int(buffer.getInteger(at: start + 3, as: UInt16.self)!)
+                guard length <= reader.maxCiphertext else { throw TLSRecordError.recordOverflow(length) }
+                guard buffer.readableBytes >= 5 + length else { break }
+                let contentStart = plaintext.writerIndex
+                let content = try buffer.withUnsafeReadableBytes { bytes throws(TLSRecordError) -> UInt8 in
+                    try reader.open(
+                        outerType: type, body: UnsafeRawBufferPointer(rebasing: bytes[5..<(5 + length)]),
+                        into: &plaintext)
+                }
+                buffer.moveReaderIndex(forwardBy: 5 + length)
+                guard content != TLSContentType.applicationData else { continue }
+                let message = plaintext.getBytes(at: contentStart, length: plaintext.writerIndex - contentStart) ?? []
+                plaintext.moveWriterIndex(to: contentStart)
+                try control(content, message, context: context)
+                if receivedCloseNotify { break }
+            }
+        } catch {
+            fail(error, context: context)
+            return
+        }
+        if buffer.readableBytes > 0 && !receivedCloseNotify { partial = buffer }
+        if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
+        if receivedCloseNotify { context.close(promise: nil) }
+    }
+
+    /// Alerts and post-handshake messages.
+    private func control(_ type: UInt8, _ message: [UInt8], context: ChannelHandlerContext) throws(TLSRecordError) {
+        switch type {
+        case TLSContentType.alert:
+            guard message.count == 2 else { throw .unexpectedMessage("a malformed alert") }
+            if message[1] == 0 {  // close_notify: the peer is done; so are we
+                receivedCloseNotify = true
+                return
+            }
+            // TLS 1.2 warnings (other than close_notify) change nothing; everything else is fatal.
+            if reader.version == .tls12 && message[0] == 1 { return }
+            throw .alertReceived(message[1])
+        case TLSContentType.handshake where reader.version == .tls13:
+            var offset = 0
+            while offset < message.count {
+                guard message.count - offset >= 4 else { throw .unexpectedMessage("a truncated handshake message") }
+                let length = Int(message[offset + 1]) << 16 | Int(message[offset + 2]) << 8 | Int(message[offset + 3])
+                guard message.count - offset - 4 >= length else {
+                    throw .unexpectedMessage("a handshake message split across records")
+                }
+                switch message[offset] {
+                case 4:  // NewSessionTicket: the proxy does not resume sessions
+                    break
+                case 24 where length == 1:  // KeyUpdate
+                    try reader.updateKeys()
+                    if message[offset + 4] == 1 { try sendKeyUpdate(context: context) }
+                default:
+                    throw .unexpectedMessage("handshake message \(message[offset]) after the handshake")
+                }
+                offset += 4 + length
+            }
+        case TLSContentType.handshake:
+            throw .unexpectedMessage("renegotiation is not supported")
+        default:
+            throw .unexpectedMessage("a record of type \(type)")
+        }
+    }
+
+    private func sendKeyUpdate(context: ChannelHandlerContext) throws(TLSRecordError) {
+        var out = context.channel.allocator.buffer(capacity: 5 + writer.overhead)
+        try writer.seal(type: TLSContentType.handshake, Self.keyUpdate, into: &out)
+        try writer.updateKeys()
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let plaintext = unwrapOutboundIn(data)
+        guard !failed, !sentCloseNotify else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        let records = max(
+            1, (plaintext.readableBytes + TLSRecordProtection.maxPlaintext - 1) / TLSRecordProtection.maxPlaintext)
+        var out = context.channel.allocator.buffer(capacity: plaintext.readableBytes + records * writer.overhead)
+        do {
+            try plaintext.withUnsafeReadableBytes { bytes throws(TLSRecordError) in
+                var offset = 0
+                repeat {
+                    let end = min(bytes.count, offset + TLSRecordProtection.maxPlaintext)
+                    try writer.seal(
+                        type: TLSContentType.applicationData, UnsafeRawBufferPointer(rebasing: bytes[offset..<end]),
+                        into: &out)
+                    offset = end
+                } while offset < bytes.count
+            }
+            if writer.version == .tls13 && writer.sequence >= Self.keyUpdateInterval {
+                try writer.seal(type: TLSContentType.handshake, Self.keyUpdate, into: &out)
+                try writer.updateKeys()
+            }
+        } catch {
+            promise?.fail(error)
+            fail(error, context: context)
+            return
+        }
+        context.write(wrapOutboundOut(out), promise: promise)
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode != .input { sendAlert(0, level: 1, context: context) }
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func sendAlert(_ description: UInt8, level: UInt8, context: ChannelHandlerContext) {
+        guard !sentCloseNotify, context.channel.isActive else { return }
+        sentCloseNotify = true
+        var out = context.channel.allocator.buffer(capacity: 2 + writer.overhead)
+        let sealed = (try? writer.seal(type: TLSContentType.alert, [level, description], into: &out)) != nil
+        if sealed { context.writeAndFlush(wrapOutboundOut(out), promise: nil) }
+    }
+
+    private func fail(_ error: any Error, context: ChannelHandlerContext) {
+        guard !failed else { return }
+        sendAlert((error as? TLSRecordError)?.alert ?? 80, level: 2, context: context)
+        failed = true
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
