@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import TLSRecordLayer
 import Topology
 
 /// The proxy's connection to one database server on behalf of one client session: logs in as the
@@ -35,13 +36,19 @@ final class BackendHandler: ChannelInboundHandler {
     private var callbacks: Callbacks?
     private let server: ServerIdentity
     private let tls: NIOSSLContext?
+    /// Watch the TLS handshake so the session can switch this hop to the TLS fast path after login.
+    private let observesTLS: Bool
     private var inbound = ByteBuffer()
     private var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
 
-    init(machine: ClientHandshakeStateMachine, server: ServerIdentity, tls: NIOSSLContext?, callbacks: Callbacks) {
+    init(
+        machine: ClientHandshakeStateMachine, server: ServerIdentity, tls: NIOSSLContext?, observesTLS: Bool = false,
+        callbacks: Callbacks
+    ) {
         self.phase = .login(machine)
         self.server = server
         self.tls = tls
+        self.observesTLS = observesTLS
         self.callbacks = callbacks
     }
 
@@ -84,7 +91,8 @@ final class BackendHandler: ChannelInboundHandler {
                 let name =
                     server.host.contains(where: { $0.isLetter }) && !server.host.contains(":") ? server.host : nil
                 let handler = try NIOSSLClientHandler(context: tls, serverHostname: name)
-                try context.pipeline.syncOperations.addHandler(handler, position: .first)
+                try TLSFastPath.addTLSHandler(
+                    handler, role: .client, observed: observesTLS, to: context.pipeline.syncOperations)
             } catch {
                 fail(.tls("\(error)"), context: context)
             }

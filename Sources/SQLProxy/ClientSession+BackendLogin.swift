@@ -58,7 +58,9 @@ extension ClientSession {
             writabilityChanged: { [weak self] writable in self?.backendWritabilityChanged(writable) },
             closed: { [weak self] in self?.backendClosed() })
         let handlerBox = NIOLoopBound(
-            BackendHandler(machine: machine, server: server, tls: tls, callbacks: callbacks), eventLoop: loop)
+            BackendHandler(
+                machine: machine, server: server, tls: tls, observesTLS: environment.tlsSecrets != nil,
+                callbacks: callbacks), eventLoop: loop)
         ClientBootstrap(group: loop)
             .connectTimeout(.init(environment.settings.backendConnectTimeout))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -111,6 +113,11 @@ extension ClientSession {
         logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
         phase = .command
         write(ok, flush: true)
+        if let secrets = environment.tlsSecrets {
+            // Both hops are quiet now: the server has answered the login and the client waits for this OK.
+            if let backend { startTLSFastPath(backend.channel, hop: "backend", secrets: secrets) }
+            if isTLS(context) { startTLSFastPath(context.channel, hop: "client", secrets: secrets) }
+        }
         if login.capabilities.contains(.compress) {
             compression = Compression()
             decoder.checksContinuationSequence = false

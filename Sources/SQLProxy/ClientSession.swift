@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import TLSRecordLayer
 import Topology
 
 /// One client connection, from the greeting to the close. The login runs through
@@ -20,6 +21,8 @@ final class ClientSession: ChannelInboundHandler {
         var accounts: AccountDirectory
         var serverTLS: ServerTLSContext?
         var backendTLS: NIOSSLContext?
+        /// Set when the TLS fast path is on.
+        var tlsSecrets: TLSSecretLog? = nil
         var metrics: ProxyMetrics
         var logger: Logger
     }
@@ -254,8 +257,9 @@ final class ClientSession: ChannelInboundHandler {
     func startTLS(context: ChannelHandlerContext) {
         guard let serverTLS = environment.serverTLS else { return }
         do {
-            try context.pipeline.syncOperations.addHandler(
-                NIOSSLServerHandler(context: serverTLS.current()), position: .first)
+            try TLSFastPath.addTLSHandler(
+                NIOSSLServerHandler(context: serverTLS.current()), role: .server,
+                observed: environment.tlsSecrets != nil, to: context.pipeline.syncOperations)
         } catch {
             logger.error("cannot start TLS: \(error)")
             close()
@@ -686,6 +690,27 @@ final class ClientSession: ChannelInboundHandler {
 
     func isTLS(_ context: ChannelHandlerContext) -> Bool {
         (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
+            || (try? context.pipeline.syncOperations.handler(type: TLSRecordHandler.self)) != nil
+    }
+
+    /// Moves a hop's TLS records from NIOSSL to the fast path, on the next turn of the event loop (never
+    /// inside NIOSSL's own callbacks). A hop that cannot switch keeps working on NIOSSL.
+    func startTLSFastPath(_ channel: any Channel, hop: String, secrets: TLSSecretLog) {
+        let metrics = environment.metrics
+        let logger = self.logger
+        channel.eventLoop.assumeIsolated().execute {
+            guard channel.isActive else { return }
+            switch TLSFastPath.takeOver(channel.pipeline.syncOperations, secrets: secrets) {
+            case .success(let handler):
+                metrics.tlsFastPath(hop: hop, active: true)
+                logger.debug(
+                    "TLS fast path on",
+                    metadata: ["hop": "\(hop)", "version": "\(handler.version)", "cipher_suite": "\(handler.cipherSuite.id)"])
+            case .failure(let reason):
+                metrics.tlsFastPath(hop: hop, active: false)
+                logger.info("TLS fast path unavailable; the hop stays on NIOSSL", metadata: ["hop": "\(hop)", "reason": "\(reason)"])
+            }
+        }
     }
 
     func tlsVersion(_ context: ChannelHandlerContext) -> String {

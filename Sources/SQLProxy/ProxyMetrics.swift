@@ -15,6 +15,9 @@ public final class ProxyMetrics: Sendable {
         public var bytesToClients: Int
         public var errorsTotal: Int
         public var failedLogins: Int
+        /// TLS hops moved to the fast path after login, and hops that stayed on NIOSSL.
+        public var tlsFastPathHops: Int
+        public var tlsFastPathUnavailable: Int
     }
 
     private let factory: any MetricsFactory
@@ -34,6 +37,8 @@ public final class ProxyMetrics: Sendable {
     private let bytesToClients = Atomic<Int>(0)
     private let errorsTotal = Atomic<Int>(0)
     private let failedLoginsTotal = Atomic<Int>(0)
+    private let tlsFastPathHops = Atomic<Int>(0)
+    private let tlsFastPathUnavailable = Atomic<Int>(0)
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -107,14 +112,28 @@ public final class ProxyMetrics: Sendable {
             bytesFromClients: bytesFromClients.load(ordering: .relaxed),
             bytesToClients: bytesToClients.load(ordering: .relaxed),
             errorsTotal: errorsTotal.load(ordering: .relaxed),
-            failedLogins: failedLoginsTotal.load(ordering: .relaxed))
+            failedLogins: failedLoginsTotal.load(ordering: .relaxed),
+            tlsFastPathHops: tlsFastPathHops.load(ordering: .relaxed),
+            tlsFastPathUnavailable: tlsFastPathUnavailable.load(ordering: .relaxed))
     }
 
-    private func counter(_ label: String, _ dimension: (String, String)) -> Counter {
-        let key = "\(label)\u{0}\(dimension.1)"
+    /// A TLS hop after login: switched to the fast path, or kept on NIOSSL.
+    func tlsFastPath(hop: String, active: Bool) {
+        if active {
+            tlsFastPathHops.add(1, ordering: .relaxed)
+        } else {
+            tlsFastPathUnavailable.add(1, ordering: .relaxed)
+        }
+        counter(
+            "switchyard_proxy_tls_fast_path_total", ("hop", hop), ("result", active ? "active" : "unavailable")
+        ).increment()
+    }
+
+    private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {
+        let key = ([label] + dimensions.map(\.1)).joined(separator: "\u{0}")
         return keyed.withLockedValue { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: [dimension], factory: factory)
+            let counter = Counter(label: label, dimensions: dimensions, factory: factory)
             counters[key] = counter
             return counter
         }

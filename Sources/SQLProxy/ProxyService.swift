@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 public import ServiceLifecycle
+import TLSRecordLayer
 public import Topology
 
 /// The SQL proxy as a `Service` of `switchyard run`: listens for MySQL clients, follows the primary the
@@ -17,6 +18,8 @@ public final class ProxyService: Service, Sendable {
     private let accountRefreshInterval: Duration
     private let serverTLS: ServerTLSContext?
     private let backendTLS: NIOSSLContext?
+    /// Handshake secrets for the TLS fast path; nil when `tls_fast_path` is off.
+    private let tlsSecrets: TLSSecretLog?
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
 
@@ -53,13 +56,17 @@ public final class ProxyService: Service, Sendable {
         self.accountRefreshInterval = accountRefreshInterval
         self.logger = logger
         self.onListening = onListening
+        let tlsSecrets = settings.tlsFastPath ? TLSSecretLog() : nil
+        self.tlsSecrets = tlsSecrets
         do {
-            serverTLS = try settings.serverTLS.map { try ServerTLSContext(files: $0, logger: logger) }
+            serverTLS = try settings.serverTLS.map {
+                try ServerTLSContext(files: $0, logger: logger, keyLog: tlsSecrets?.keyLogCallback)
+            }
         } catch {
             throw StartupError(description: "proxy.tls: cannot load the certificate or key: \(error)")
         }
         do {
-            backendTLS = try makeBackendTLSContext(settings.backendTLS)
+            backendTLS = try makeBackendTLSContext(settings.backendTLS, keyLog: tlsSecrets?.keyLogCallback)
         } catch {
             throw StartupError(description: "proxy.backend_tls: cannot load the CA: \(error)")
         }
@@ -71,6 +78,7 @@ public final class ProxyService: Service, Sendable {
     public func run() async throws {
         let environment = ClientSession.Environment(
             settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
+            tlsSecrets: tlsSecrets,
             metrics: metrics, logger: logger)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)

@@ -12,6 +12,8 @@ public struct ProxySettings: Sendable {
     public var serverTLS: CertificateFiles?
     /// How the proxy talks to the databases.
     public var backendTLS: BackendTLS = .disabled
+    /// After login, each TLS hop switches from NIOSSL to `TLSRecordLayer`'s record handler.
+    public var tlsFastPath = true
     public var maxConnections = 1_000
     /// A client that has not finished logging in by then is disconnected.
     public var handshakeTimeout: Duration = .seconds(10)

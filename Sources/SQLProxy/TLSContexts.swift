@@ -15,14 +15,17 @@ final class ServerTLSContext: Sendable {
 
     private let files: ProxySettings.CertificateFiles
     private let logger: Logger
+    private let keyLog: NIOSSLKeyLogCallback?
     private let loaded: NIOLockedValueBox<Loaded>
 
-    init(files: ProxySettings.CertificateFiles, logger: Logger) throws {
+    /// `keyLog` receives each handshake's secrets for the TLS fast path (kept in memory only).
+    init(files: ProxySettings.CertificateFiles, logger: Logger, keyLog: NIOSSLKeyLogCallback? = nil) throws {
         self.files = files
         self.logger = logger
+        self.keyLog = keyLog
         let stamp = Self.stamp(files)
         self.loaded = NIOLockedValueBox(
-            Loaded(context: try Self.make(files), stamp: stamp, checkedAt: ContinuousClock.now))
+            Loaded(context: try Self.make(files, keyLog: keyLog), stamp: stamp, checkedAt: ContinuousClock.now))
     }
 
     /// The context for a new connection.
@@ -37,7 +40,7 @@ final class ServerTLSContext: Sendable {
         let stamp = Self.stamp(files)
         guard loaded.withLockedValue({ $0.stamp != stamp }) else { return context }
         do {
-            let fresh = try Self.make(files)
+            let fresh = try Self.make(files, keyLog: keyLog)
             loaded.withLockedValue {
                 $0.context = fresh
                 $0.stamp = stamp
@@ -60,7 +63,9 @@ final class ServerTLSContext: Sendable {
         }
     }
 
-    private static func make(_ files: ProxySettings.CertificateFiles) throws -> NIOSSLContext {
+    private static func make(
+        _ files: ProxySettings.CertificateFiles, keyLog: NIOSSLKeyLogCallback?
+    ) throws -> NIOSSLContext {
         let chain = try NIOSSLCertificate.fromPEMFile(files.certificateFile).map {
             NIOSSLCertificateSource.certificate($0)
         }
@@ -68,14 +73,18 @@ final class ServerTLSContext: Sendable {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
+        configuration.keyLogCallback = keyLog
         return try NIOSSLContext(configuration: configuration)
     }
 }
 
 /// The client context for backend connections.
-func makeBackendTLSContext(_ mode: ProxySettings.BackendTLS) throws -> NIOSSLContext? {
+func makeBackendTLSContext(
+    _ mode: ProxySettings.BackendTLS, keyLog: NIOSSLKeyLogCallback? = nil
+) throws -> NIOSSLContext? {
     var configuration = TLSConfiguration.makeClientConfiguration()
     configuration.minimumTLSVersion = .tlsv12
+    configuration.keyLogCallback = keyLog
     switch mode {
     case .disabled:
         return nil

@@ -174,7 +174,7 @@ extension Config {
             allowed: [
                 "enabled", "listen", "routing", "tls", "require_tls", "backend_tls", "max_connections",
                 "handshake_timeout", "max_packet_size", "allowed_networks", "users", "account_refresh_interval",
-                "auth_throttle", "backend_connect_timeout",
+                "auth_throttle", "backend_connect_timeout", "tls_fast_path",
             ])
         var proxy = Proxy()
         let enabled = reader.bool(fields["enabled"], "proxy.enabled") ?? true
@@ -193,6 +193,7 @@ extension Config {
         proxy.certFile = absolute(reader.string(tlsFields["cert_file"], "proxy.tls.cert_file"))
         proxy.keyFile = absolute(reader.string(tlsFields["key_file"], "proxy.tls.key_file"))
         if let value = reader.bool(fields["require_tls"], "proxy.require_tls") { proxy.requireTLS = value }
+        if let value = reader.bool(fields["tls_fast_path"], "proxy.tls_fast_path") { proxy.tlsFastPath = value }
         if let mode = reader.enumeration(fields["backend_tls"], "proxy.backend_tls", as: Proxy.BackendTLSMode.self) {
             proxy.backendTLS = mode
         }

@@ -108,6 +108,7 @@ public struct Controller: Sendable {
         case .verifyCA: settings.backendTLS = .verified(caFile: config.tls.caFile ?? "", verifyHostname: false)
         case .verifyIdentity: settings.backendTLS = .verified(caFile: config.tls.caFile ?? "", verifyHostname: true)
         }
+        settings.tlsFastPath = proxy.tlsFastPath
         settings.maxConnections = proxy.maxConnections
         settings.handshakeTimeout = proxy.handshakeTimeout
         settings.allowedNetworks = proxy.allowedNetworks

@@ -1,19 +1,27 @@
 public import NIOCore
-import NIOSSL
+public import NIOSSL
 
 /// Switchyard's TLS fast path: NIOSSL (BoringSSL) does the handshake, certificate checks and login
 /// exchange; afterwards `TLSRecordHandler` protects the records itself with the session's keys, which
 /// costs one AEAD call per record instead of NIOSSL's buffering, BIO and promise bookkeeping.
 ///
-/// Set `TLSSecretLog.keyLogCallback` on the `TLSConfiguration`, add an observer with `addObserver` right
-/// after adding NIOSSL's handler, and call `takeOver` once the login is complete. Whenever anything
-/// does not check out, the connection simply stays on NIOSSL.
+/// Set `TLSSecretLog.keyLogCallback` on the `TLSConfiguration`, add NIOSSL's handler with
+/// `addTLSHandler`, and call `takeOver` once the login is complete. Whenever anything does not check
+/// out, the connection simply stays on NIOSSL.
 public enum TLSFastPath {
-    /// Adds the observer between the socket and NIOSSL's handler (NIOSSL must be the first handler).
-    public static func addObserver(
-        role: TLSHandshakeObserver.Role, to pipeline: ChannelPipeline.SynchronousOperations
+    /// Adds NIOSSL's handler first in the pipeline and, when `observed`, a handshake observer in front of
+    /// it (added before it, as a client handler starts writing its hello as soon as it is added).
+    public static func addTLSHandler(
+        _ tls: NIOSSLHandler, role: TLSHandshakeObserver.Role, observed: Bool,
+        to pipeline: ChannelPipeline.SynchronousOperations
     ) throws {
-        try pipeline.addHandler(TLSHandshakeObserver(role: role), position: .first)
+        guard observed else {
+            try pipeline.addHandler(tls, position: .first)
+            return
+        }
+        let observer = TLSHandshakeObserver(role: role)
+        try pipeline.addHandler(observer, position: .first)
+        try pipeline.addHandler(tls, position: .after(observer))
     }
 
     /// Replaces NIOSSL's handler with a `TLSRecordHandler`, returning the negotiated version, or why the

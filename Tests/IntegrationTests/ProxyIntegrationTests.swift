@@ -147,10 +147,17 @@ extension IntegrationTests {
                 let killed = try await proxy.mariadb("KILL QUERY 4000000000")
                 #expect(killed.stderr.contains("ERROR 1094"), "\(killed.stderr)")
 
+                // A TLS 1.2 client works the same.
+                let tls12 = try await proxy.mariadb("SELECT 'tls12'", extra: ["--tls-version=TLSv1.2"])
+                #expect(tls12.status == 0 && tls12.stdout.contains("tls12"), "\(tls12.stderr)")
+
                 let metrics = try #require(proxy.controller.proxy?.metrics.totals())
                 #expect(metrics.connectionsTotal >= 4)
                 #expect(metrics.statementsTotal >= 5)
                 #expect(metrics.errorsTotal >= 2)
+                // Every session's two TLS hops (TLS 1.3 and 1.2) moved to the fast path after login.
+                #expect(metrics.tlsFastPathUnavailable == 0)
+                #expect(metrics.tlsFastPathHops == 2 * metrics.connectionsTotal, "\(metrics)")
             }
         }
     }

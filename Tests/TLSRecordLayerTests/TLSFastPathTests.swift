@@ -62,18 +62,19 @@ import Testing
             clientConfiguration.keyLogCallback = clientSecrets.keyLogCallback
             server = EmbeddedChannel()
             client = EmbeddedChannel()
-            try server.pipeline.syncOperations.addHandler(
-                NIOSSLServerHandler(context: NIOSSLContext(configuration: serverConfiguration)))
-            try server.pipeline.syncOperations.addHandler(serverApp)
-            try TLSFastPath.addObserver(role: .server, to: server.pipeline.syncOperations)
-            try client.pipeline.syncOperations.addHandler(
-                NIOSSLClientHandler(
-                    context: NIOSSLContext(configuration: clientConfiguration), serverHostname: "localhost"))
-            try client.pipeline.syncOperations.addHandler(clientApp)
-            try TLSFastPath.addObserver(role: .client, to: client.pipeline.syncOperations)
+            // Connected first, so each TLS handler starts as soon as it is added, as in the proxy.
             let address = try SocketAddress(ipAddress: "127.0.0.1", port: 3306)
             try server.connect(to: address).wait()
             try client.connect(to: address).wait()
+            try server.pipeline.syncOperations.addHandler(serverApp)
+            try client.pipeline.syncOperations.addHandler(clientApp)
+            try TLSFastPath.addTLSHandler(
+                NIOSSLServerHandler(context: NIOSSLContext(configuration: serverConfiguration)), role: .server,
+                observed: true, to: server.pipeline.syncOperations)
+            try TLSFastPath.addTLSHandler(
+                NIOSSLClientHandler(
+                    context: NIOSSLContext(configuration: clientConfiguration), serverHostname: "localhost"),
+                role: .client, observed: true, to: client.pipeline.syncOperations)
             try shuttle()
         }
 
