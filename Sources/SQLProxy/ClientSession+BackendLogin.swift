@@ -115,7 +115,9 @@ extension ClientSession {
         write(ok, flush: true)
         if let secrets = environment.tlsSecrets {
             // Both hops are quiet now: the server has answered the login and the client waits for this OK.
-            if let backend { startTLSFastPath(backend.channel, hop: "backend", secrets: secrets) }
+            if let backend, environment.backendTLS != nil {
+                startTLSFastPath(backend.channel, hop: "backend", secrets: secrets)
+            }
             if isTLS(context) { startTLSFastPath(context.channel, hop: "client", secrets: secrets) }
         }
         if login.capabilities.contains(.compress) {

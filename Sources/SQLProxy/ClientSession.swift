@@ -7,6 +7,10 @@ import NIOTLS
 import TLSRecordLayer
 import Topology
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One client connection, from the greeting to the close. The login runs through
 /// `ServerHandshakeStateMachine`; the command phase forwards each command to the session's backend and
 /// streams the backend's answer back unchanged, with `ResponseTracker` knowing where every answer ends.
@@ -682,6 +686,8 @@ final class ClientSession: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let tls = error as? NIOSSLError, case .uncleanShutdown = tls {
             logger.debug("client closed TLS without close_notify")  // common and harmless after COM_QUIT
+        } else if let io = error as? IOError, io.errnoCode == ECONNRESET || io.errnoCode == EPIPE {
+            logger.debug("client reset the connection")  // it went away; nothing to report
         } else {
             logger.notice("client connection error: \(error)")
         }
@@ -705,10 +711,14 @@ final class ClientSession: ChannelInboundHandler {
                 metrics.tlsFastPath(hop: hop, active: true)
                 logger.debug(
                     "TLS fast path on",
-                    metadata: ["hop": "\(hop)", "version": "\(handler.version)", "cipher_suite": "\(handler.cipherSuite.id)"])
+                    metadata: [
+                        "hop": "\(hop)", "version": "\(handler.version)", "cipher_suite": "\(handler.cipherSuite.id)",
+                    ])
             case .failure(let reason):
                 metrics.tlsFastPath(hop: hop, active: false)
-                logger.info("TLS fast path unavailable; the hop stays on NIOSSL", metadata: ["hop": "\(hop)", "reason": "\(reason)"])
+                logger.info(
+                    "TLS fast path unavailable; the hop stays on NIOSSL",
+                    metadata: ["hop": "\(hop)", "reason": "\(reason)"])
             }
         }
     }

@@ -66,7 +66,14 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
             fail(error, context: context)
             return
         }
-        if buffer.readableBytes > 0 && !receivedCloseNotify { partial = buffer }
+        if buffer.readableBytes > 0 && !receivedCloseNotify {
+            // Copied into a buffer of its own sized for the whole record: holding on to the read buffer
+            // would keep (and, appended to, grow) its storage for as long as records straddle reads.
+            let needed = 5 + Int(buffer.getInteger(at: buffer.readerIndex + 3, as: UInt16.self) ?? 0)
+            var rest = context.channel.allocator.buffer(capacity: max(needed, buffer.readableBytes))
+            rest.writeBuffer(&buffer)
+            partial = rest
+        }
         if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
         if receivedCloseNotify { context.close(promise: nil) }
     }
@@ -154,7 +161,8 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func sendAlert(_ description: UInt8, level: UInt8, context: ChannelHandlerContext) {
-        guard !sentCloseNotify, context.channel.isActive else { return }
+        // After the peer's close_notify it has usually closed its socket too: an answer would only earn a reset.
+        guard !sentCloseNotify, !receivedCloseNotify, context.channel.isActive else { return }
         sentCloseNotify = true
         var out = context.channel.allocator.buffer(capacity: 2 + writer.overhead)
         let sealed = (try? writer.seal(type: TLSContentType.alert, [level, description], into: &out)) != nil
