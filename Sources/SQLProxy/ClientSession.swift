@@ -229,7 +229,8 @@ final class ClientSession: ChannelInboundHandler {
                 perform(action)
             }
         } catch {
-            badPacket(error, sequenceID: 2)
+            guard case .handshake(let machine) = phase else { return }
+            badPacket(error, sequenceID: machine.nextSequenceID)
         }
     }
 
@@ -297,7 +298,7 @@ final class ClientSession: ChannelInboundHandler {
             refuse(
                 errno: 4151, sqlState: "HY000",
                 "User is blocked because of too many credential errors; retry after \(settings.authThrottleWindow)",
-                sequenceID: 2)
+                sequenceID: machine.nextSequenceID)
             return
         }
         let accounts = environment.accounts
@@ -324,7 +325,7 @@ final class ClientSession: ChannelInboundHandler {
                     capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
                     collation: response.collation,
                     attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
-                    passwordSHA1: nil, failureSequenceID: 2)
+                    passwordSHA1: nil, failureSequenceID: machine.nextSequenceID)
                 return
             }
             var credential = account.flatMap(Self.credential)
