@@ -91,6 +91,12 @@ final class ClientSession: ChannelInboundHandler {
         case awaitingClientAnswer(Packets.ChangeUser, scramble: [UInt8])
         /// The proxy looks the account up.
         case verifying
+        /// An ed25519 account: the backend was sent an empty answer and must send its client_ed25519
+        /// challenge (or an ERR), which goes to the client as an AuthSwitchRequest (sequence id 1).
+        case awaitingBackendChallenge(Packets.ChangeUser)
+        /// The client must sign `challenge` (its answer has sequence id 2); the backend expects the verified
+        /// signature as `backendSequence`.
+        case awaitingClientSignature(Packets.ChangeUser, challenge: [UInt8], backendSequence: UInt8)
         /// The backend runs its own change of user; its final OK or ERR goes to the client as `clientSequence`.
         case awaitingBackend(Packets.ChangeUser, passwordSHA1: [UInt8]?, clientSequence: UInt8)
     }
@@ -391,16 +397,8 @@ final class ClientSession: ChannelInboundHandler {
                 let wire =
                     inbound.readerIndex - start == packet.payload.readableBytes + 4
                     ? inbound.getSlice(at: start, length: packet.payload.readableBytes + 4) : nil
-                if case .awaitingClientAnswer(let request, let scramble) = changeUser {
-                    guard packet.sequenceID == 2 || compression != nil else {
-                        refuse(
-                            errno: 1156, sqlState: "08S01", "Got packets out of order",
-                            sequenceID: packet.sequenceID &+ 1)
-                        return
-                    }
-                    verifyChangeUser(
-                        request, response: Array(packet.payload.readableBytesView), scramble: scramble,
-                        clientSequence: 3, backend: backend)
+                if isAwaitingClientAnswer {
+                    changeUserAnswerReceived(packet, backend: backend)
                     continue
                 }
                 if forward(packet, wire: wire, to: backend) { wrote = true }
@@ -523,7 +521,7 @@ final class ClientSession: ChannelInboundHandler {
     func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
         var buffer = buffer
-        if case .awaitingBackend = changeUser {
+        if isAwaitingBackendChangeUser {
             changeUserInbound.writeBuffer(&buffer)
             backendChangeUserRead()
             return
