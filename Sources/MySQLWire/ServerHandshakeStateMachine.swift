@@ -74,7 +74,8 @@ public struct ServerHandshakeStateMachine: Sendable {
             plugin: String)
         case awaitingPluginAnswer(
             Packets.HandshakeResponse41, tls: Bool, nextSequenceID: UInt8, challenge: [UInt8], plugin: String)
-        case done
+        /// The login ended (OK or ERR sent); `nextSequenceID` follows that last packet.
+        case done(nextSequenceID: UInt8)
     }
 
     public let settings: Settings
@@ -167,6 +168,22 @@ public struct ServerHandshakeStateMachine: Sendable {
         return .wait
     }
 
+    /// The sequence id the proxy's next packet to the client takes if it answers now: an ERR sent in place
+    /// of the login's next step (a backend login that failed, a timeout, a throttled user) must carry it.
+    /// It counts the SSLRequest and every auth switch so far: 2 after a plain response, 3 over TLS, two
+    /// more per AuthSwitchRequest the client answered (or is about to answer).
+    public var nextSequenceID: UInt8 {
+        switch state {
+        case .initial: 0
+        case .greetingSent(let tls): tls ? 3 : 2
+        case .tlsStarting: 2
+        case .awaitingSwitchResponse(_, _, let expected): expected &+ 1
+        case .awaitingCredential(_, _, _, let next, _, _): next
+        case .awaitingPluginAnswer(_, _, let expected, _, _): expected &+ 1
+        case .done(let next): next
+        }
+    }
+
     /// The client's handshake response while its credential is being looked up.
     public var pendingResponse: Packets.HandshakeResponse41? {
         guard case .awaitingCredential(let response, _, _, _, _, _) = state else { return nil }
@@ -236,7 +253,7 @@ public struct ServerHandshakeStateMachine: Sendable {
                     "Access denied for user '\(response.username)'@'\(settings.clientHost)' (using password: \(using))",
                 sequenceID: sequenceID)
         }
-        state = .done
+        state = .done(nextSequenceID: sequenceID &+ 1)
         var payload = ByteBuffer()
         Packets.OKPacket(status: [.autocommit]).encode(
             into: &payload, capabilities: response.capabilities.negotiated(with: settings.capabilities))
@@ -256,7 +273,7 @@ public struct ServerHandshakeStateMachine: Sendable {
     }
 
     private mutating func fail(errno: UInt16, sqlState: String, message: String, sequenceID: UInt8) -> Action {
-        state = .done
+        state = .done(nextSequenceID: sequenceID &+ 1)
         let error = Packets.ErrorPacket(errorCode: errno, sqlState: sqlState, message: message)
         var payload = ByteBuffer()
         error.encode(into: &payload, capabilities: [.protocol41])

@@ -131,7 +131,7 @@ extension ClientSession {
         let sequenceID: UInt8
         switch phase {
         case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
-        case .handshake: sequenceID = 2  // an ed25519 login, before the client answered the challenge
+        case .handshake(let machine): sequenceID = machine.nextSequenceID  // an ed25519 login, before the proxy's OK
         case .command, .closed: return
         }
         backend = nil
@@ -156,12 +156,13 @@ extension ClientSession {
 
     func handshakeTimedOut() {
         handshakeTimeout = nil
+        let sequenceID: UInt8
         switch phase {
-        case .handshake, .connectingBackend:
-            logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
-            refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: 2)
-        case .command, .closed:
-            break
+        case .handshake(let machine): sequenceID = machine.nextSequenceID
+        case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
+        case .command, .closed: return
         }
+        logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
+        refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: sequenceID)
     }
 }

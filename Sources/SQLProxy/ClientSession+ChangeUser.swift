@@ -6,15 +6,44 @@ import NIOSSL
 import Topology
 
 /// `COM_CHANGE_USER` for `ClientSession`: verified by the proxy, replayed on the session's backend.
+///
+/// A `mysql_native_password` account is verified from the client's answer to the greeting scramble (or to
+/// a fresh one, after an AuthSwitchRequest when the client started with another plugin); the backend then
+/// changes user with the recovered SHA1(password). An `ed25519` account is verified as at login: the proxy
+/// cannot sign for the user, so the backend's own challenge goes to the client, and the client's signature
+/// is checked against the stored public key before it is handed to the backend.
 extension ClientSession {
 
-    var isAwaitingClientAnswer: Bool {
-        if case .awaitingClientAnswer = changeUser { return true }
-        return false
+    /// What the proxy decided from the account store about a change of user.
+    enum ChangeUserVerdict: Sendable {
+        /// Access denied (1045).
+        case refused
+        /// Verified; the backend is answered with this SHA1(password) (nil: no password).
+        case verified(passwordSHA1: [UInt8]?)
+        /// An ed25519 account: the backend's challenge must be signed by the client.
+        case ed25519
+        /// The client answered with another plugin: it must answer `mysql_native_password` first.
+        case switchToNative
     }
 
-    /// The proxy verifies the new user itself (as at login), then has the backend change user with the
-    /// recovered SHA1(password); the backend's OK or ERR goes back to the client.
+    /// The client's next packet answers an AuthSwitchRequest of the change of user.
+    var isAwaitingClientAnswer: Bool {
+        switch changeUser {
+        case .awaitingClientAnswer?, .awaitingClientSignature?: true
+        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, nil: false
+        }
+    }
+
+    /// The backend's packets belong to the change of user, not to the relay.
+    var isAwaitingBackendChangeUser: Bool {
+        switch changeUser {
+        case .awaitingBackendChallenge?, .awaitingBackend?: true
+        case .awaitingClientAnswer?, .awaitingClientSignature?, .verifying?, nil: false
+        }
+    }
+
+    /// The proxy verifies the new user itself (as at login), then has the backend change user; the
+    /// backend's OK or ERR goes back to the client.
     func startChangeUser(_ packet: MySQLPacket, backend: Backend) {
         guard let login, pending.isEmpty else {
             reply(errno: 1047, sqlState: "08S01", "COM_CHANGE_USER while a response is pending", sequenceID: 1)
@@ -27,22 +56,35 @@ extension ClientSession {
             refuse(errno: 1047, sqlState: "08S01", "Malformed COM_CHANGE_USER", sequenceID: 1)
             return
         }
-        let native = MySQLNativePassword().name
-        if let plugin = request.authPluginName, !plugin.isEmpty, plugin != native {
-            // Answer with our plugin and a fresh scramble; the client's next packet is its answer.
-            let fresh = Self.makeScramble()
-            changeUser = .awaitingClientAnswer(request, scramble: fresh)
-            var payload = ByteBuffer()
-            Packets.AuthSwitchRequest(pluginName: native, pluginData: fresh).encode(into: &payload)
-            write(MySQLPacket(sequenceID: 1, payload: payload), flush: true)
+        let plugin = request.authPluginName.flatMap { $0.isEmpty ? nil : $0 } ?? MySQLNativePassword().name
+        verifyChangeUser(
+            request, response: request.authResponse, plugin: plugin, scramble: scramble, clientSequence: 1,
+            backend: backend)
+    }
+
+    /// The client's answer to an AuthSwitchRequest of the change of user (sequence id 2).
+    func changeUserAnswerReceived(_ packet: MySQLPacket, backend: Backend) {
+        guard packet.sequenceID == 2 || compression != nil else {
+            refuse(errno: 1156, sqlState: "08S01", "Got packets out of order", sequenceID: packet.sequenceID &+ 1)
             return
         }
-        verifyChangeUser(
-            request, response: request.authResponse, scramble: scramble, clientSequence: 1, backend: backend)
+        let answer = Array(packet.payload.readableBytesView)
+        switch changeUser {
+        case .awaitingClientAnswer(let request, let scramble)?:
+            verifyChangeUser(
+                request, response: answer, plugin: MySQLNativePassword().name, scramble: scramble, clientSequence: 3,
+                backend: backend)
+        case .awaitingClientSignature(let request, let challenge, let backendSequence)?:
+            verifyChangeUserSignature(
+                request, signature: answer, challenge: challenge, backendSequence: backendSequence)
+        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, nil:
+            break
+        }
     }
 
     func verifyChangeUser(
-        _ request: Packets.ChangeUser, response: [UInt8], scramble: [UInt8], clientSequence: UInt8, backend: Backend
+        _ request: Packets.ChangeUser, response: [UInt8], plugin: String, scramble: [UInt8], clientSequence: UInt8,
+        backend: Backend
     ) {
         guard let context else { return }
         changeUser = .verifying
@@ -50,106 +92,206 @@ extension ClientSession {
         let address = clientAddress
         let tls = isTLS(context)
         let networks = environment.settings.userNetworks[request.username]
-        @Sendable func verify(_ account: Account?) -> [UInt8]?? {
+        let native = MySQLNativePassword().name
+        @Sendable func verify(_ account: Account?) -> ChangeUserVerdict {
             guard let account, !(account.requiresTLS && !tls), let credential = Self.credential(account) else {
-                return .none
+                return plugin == native ? .refused : .switchToNative
             }
             switch credential {
-            case .empty: return response.isEmpty ? .some(nil) : .none
+            case .ed25519:
+                return .ed25519
+            case _ where plugin != native:
+                return .switchToNative
+            case .empty:
+                return response.isEmpty ? .verified(passwordSHA1: nil) : .refused
             case .nativePassword(let doubleSHA1):
                 return MySQLNativePassword.recoverPasswordSHA1(
                     response: response, scramble: scramble, doubleSHA1: doubleSHA1
                 )
-                .map { .some($0) } ?? .none
-            case .ed25519:
-                return .none  // changing user to an ed25519 account is not supported yet (1045)
+                .map { .verified(passwordSHA1: $0) } ?? .refused
             }
         }
-        let lookup = context.eventLoop.makeFutureWithTask { () -> [UInt8]?? in
-            if let networks, !networks.contains(where: { $0.contains(address) }) { return .none }
-            var verified = verify(await accounts.match(user: request.username, clientAddress: address))
-            if verified == nil {
+        let lookup = context.eventLoop.makeFutureWithTask { () -> ChangeUserVerdict in
+            if let networks, !networks.contains(where: { $0.contains(address) }) { return .refused }
+            var verdict = verify(await accounts.match(user: request.username, clientAddress: address))
+            if case .refused = verdict {
                 await accounts.refresh()
-                verified = verify(await accounts.match(user: request.username, clientAddress: address))
+                verdict = verify(await accounts.match(user: request.username, clientAddress: address))
             }
-            return verified
+            return verdict
+        }
+        lookup.whenSuccess { [weak self] verdict in
+            guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
+            switch verdict {
+            case .refused:
+                self.refuseChangeUser(request, usingPassword: !response.isEmpty, clientSequence: clientSequence)
+            case .switchToNative:
+                // Answer with our plugin and a fresh scramble; the client's next packet is its answer.
+                let fresh = Self.makeScramble()
+                self.changeUser = .awaitingClientAnswer(request, scramble: fresh)
+                var payload = ByteBuffer()
+                Packets.AuthSwitchRequest(pluginName: native, pluginData: fresh).encode(into: &payload)
+                self.write(MySQLPacket(sequenceID: clientSequence, payload: payload), flush: true)
+            case .verified(let passwordSHA1):
+                let answer =
+                    passwordSHA1.map {
+                        MySQLNativePassword.response(passwordSHA1: $0, scramble: backend.session?.scramble ?? [])
+                    } ?? []
+                self.changeUser = .awaitingBackend(request, passwordSHA1: passwordSHA1, clientSequence: clientSequence)
+                self.forwardChangeUser(request, authResponse: answer, to: backend)
+            case .ed25519:
+                // The client already answered one AuthSwitchRequest (the account changed meanwhile): it
+                // cannot take a second one.
+                guard clientSequence == 1 else {
+                    self.refuseChangeUser(request, usingPassword: !response.isEmpty, clientSequence: clientSequence)
+                    return
+                }
+                // An empty mysql_native_password answer: the server switches to client_ed25519 and sends its
+                // challenge, which the client must sign.
+                self.changeUser = .awaitingBackendChallenge(request)
+                self.forwardChangeUser(request, authResponse: [], to: backend)
+            }
+        }
+    }
+
+    /// Checks the client's ed25519 signature of the backend's challenge against the stored public key (as
+    /// at login, looking again after a refresh when it does not match), then hands it to the backend.
+    func verifyChangeUserSignature(
+        _ request: Packets.ChangeUser, signature: [UInt8], challenge: [UInt8], backendSequence: UInt8
+    ) {
+        guard let context else { return }
+        changeUser = .verifying
+        let accounts = environment.accounts
+        let address = clientAddress
+        let tls = isTLS(context)
+        let networks = environment.settings.userNetworks[request.username]
+        @Sendable func verify(_ account: Account?) -> Bool {
+            guard let account, !(account.requiresTLS && !tls), let credential = Self.credential(account) else {
+                return false
+            }
+            return MariaDBEd25519().verify(response: signature, scramble: challenge, credential: credential)
+        }
+        let lookup = context.eventLoop.makeFutureWithTask { () -> Bool in
+            if let networks, !networks.contains(where: { $0.contains(address) }) { return false }
+            if verify(await accounts.match(user: request.username, clientAddress: address)) { return true }
+            await accounts.refresh()
+            return verify(await accounts.match(user: request.username, clientAddress: address))
         }
         lookup.whenSuccess { [weak self] verified in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
-            guard case .some(let passwordSHA1) = verified else {
-                self.changeUser = nil
-                self.environment.metrics.failedLogin()
-                let using = response.isEmpty ? "NO" : "YES"
-                self.logger.notice("change user refused", metadata: ["new_user": "\(request.username)"])
-                self.refuse(
-                    errno: 1045, sqlState: "28000",
-                    "Access denied for user '\(request.username)'@'\(address)' (using password: \(using))",
-                    sequenceID: clientSequence)
+            guard verified else {
+                self.refuseChangeUser(request, usingPassword: !signature.isEmpty, clientSequence: 3)
                 return
             }
-            let capabilities = backend.session?.capabilities ?? []
-            var forwarded = request
-            forwarded.authPluginName = MySQLNativePassword().name
-            forwarded.authResponse =
-                passwordSHA1.map {
-                    MySQLNativePassword.response(passwordSHA1: $0, scramble: backend.session?.scramble ?? [])
-                } ?? []
-            forwarded.attributes["_proxy"] = "switchyard"
-            forwarded.attributes["_proxy_client_address"] = address
-            var payload = ByteBuffer()
-            forwarded.encode(into: &payload, capabilities: capabilities)
-            self.changeUser = .awaitingBackend(request, passwordSHA1: passwordSHA1, clientSequence: clientSequence)
-            self.send(MySQLPacket(sequenceID: 0, payload: payload), to: backend)
+            self.changeUser = .awaitingBackend(request, passwordSHA1: nil, clientSequence: 3)
+            self.send(MySQLPacket(sequenceID: backendSequence, payload: ByteBuffer(bytes: signature)), to: backend)
             backend.channel.flush()
         }
     }
 
-    /// The backend's side of a change of user: OK, ERR, or an auth switch the proxy answers itself.
+    /// The change of user as the backend gets it: the client's request with the proxy's answer.
+    func forwardChangeUser(_ request: Packets.ChangeUser, authResponse: [UInt8], to backend: Backend) {
+        var forwarded = request
+        forwarded.authPluginName = MySQLNativePassword().name
+        forwarded.authResponse = authResponse
+        forwarded.attributes["_proxy"] = "switchyard"
+        forwarded.attributes["_proxy_client_address"] = clientAddress
+        var payload = ByteBuffer()
+        forwarded.encode(into: &payload, capabilities: backend.session?.capabilities ?? [])
+        send(MySQLPacket(sequenceID: 0, payload: payload), to: backend)
+        backend.channel.flush()
+    }
+
+    /// Access denied, worded as the server words it; the session ends.
+    func refuseChangeUser(_ request: Packets.ChangeUser, usingPassword: Bool, clientSequence: UInt8) {
+        changeUser = nil
+        environment.metrics.failedLogin()
+        logger.notice("change user refused", metadata: ["new_user": "\(request.username)"])
+        refuse(
+            errno: 1045, sqlState: "28000",
+            "Access denied for user '\(request.username)'@'\(clientAddress)' (using password: \(usingPassword ? "YES" : "NO"))",
+            sequenceID: clientSequence)
+    }
+
+    /// The backend's side of a change of user: its ed25519 challenge (passed on to the client), then OK,
+    /// ERR, or a `mysql_native_password` auth switch the proxy answers itself.
     func backendChangeUserRead() {
-        guard case .awaitingBackend(let request, let passwordSHA1, let clientSequence) = changeUser, let backend else {
-            return
-        }
+        guard let backend else { return }
         do {
-            while let packet = try changeUserDecoder.decode(buffer: &changeUserInbound) {
+            while let step = changeUser, let packet = try changeUserDecoder.decode(buffer: &changeUserInbound) {
                 let header = packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt8.self)
-                switch header {
-                case 0x00:
-                    changeUser = nil
-                    login?.username = request.username
-                    login?.database = request.database.isEmpty ? nil : request.database
-                    login?.passwordSHA1 = passwordSHA1
-                    environment.state.update(connectionID) { $0.user = request.username }
-                    logger[metadataKey: "user"] = "\(request.username)"
-                    write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-                    let rest = changeUserInbound
-                    changeUserInbound = ByteBuffer()
-                    if rest.readableBytes > 0 { backendRead(rest) }
-                    if inbound.readableBytes > 0, let context { readCommands(context: context) }
-                    return
-                case 0xFE:
-                    guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload),
-                        switchRequest.pluginName == MySQLNativePassword().name
-                    else { throw ProxyProtocolError("the server asked for an unsupported plugin during change user") }
-                    let answer =
-                        passwordSHA1.map {
-                            MySQLNativePassword.response(passwordSHA1: $0, scramble: switchRequest.pluginData)
-                        } ?? []
-                    send(
-                        MySQLPacket(sequenceID: packet.sequenceID &+ 1, payload: ByteBuffer(bytes: answer)), to: backend
-                    )
-                    backend.channel.flush()
-                default:
-                    changeUser = nil
-                    logger.notice(
-                        "the server refused the change of user", metadata: ["new_user": "\(request.username)"])
-                    write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-                    close()
-                    return
+                switch step {
+                case .awaitingBackendChallenge(let request):
+                    switch header {
+                    case 0xFE:
+                        guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload),
+                            switchRequest.pluginName == MariaDBEd25519().name
+                        else {
+                            throw ProxyProtocolError("the server did not ask for client_ed25519 during change user")
+                        }
+                        changeUser = .awaitingClientSignature(
+                            request, challenge: switchRequest.pluginData, backendSequence: packet.sequenceID &+ 1)
+                        var payload = ByteBuffer()
+                        Packets.AuthSwitchRequest(
+                            pluginName: switchRequest.pluginName, pluginData: switchRequest.pluginData
+                        )
+                        .encode(into: &payload)
+                        write(MySQLPacket(sequenceID: 1, payload: payload), flush: true)
+                    case 0xFF:
+                        backendRefusedChangeUser(request, packet, clientSequence: 1)
+                        return
+                    default:
+                        // The proxy has verified nothing yet: never pass an OK on.
+                        throw ProxyProtocolError("the server accepted an unsigned ed25519 change of user")
+                    }
+                case .awaitingBackend(let request, let passwordSHA1, let clientSequence):
+                    switch header {
+                    case 0x00:
+                        changeUser = nil
+                        login?.username = request.username
+                        login?.database = request.database.isEmpty ? nil : request.database
+                        login?.passwordSHA1 = passwordSHA1
+                        environment.state.update(connectionID) { $0.user = request.username }
+                        logger[metadataKey: "user"] = "\(request.username)"
+                        write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
+                        let rest = changeUserInbound
+                        changeUserInbound = ByteBuffer()
+                        if rest.readableBytes > 0 { backendRead(rest) }
+                        if inbound.readableBytes > 0, let context { readCommands(context: context) }
+                        return
+                    case 0xFE:
+                        guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload),
+                            switchRequest.pluginName == MySQLNativePassword().name
+                        else {
+                            throw ProxyProtocolError("the server asked for an unsupported plugin during change user")
+                        }
+                        let answer =
+                            passwordSHA1.map {
+                                MySQLNativePassword.response(passwordSHA1: $0, scramble: switchRequest.pluginData)
+                            } ?? []
+                        send(
+                            MySQLPacket(sequenceID: packet.sequenceID &+ 1, payload: ByteBuffer(bytes: answer)),
+                            to: backend)
+                        backend.channel.flush()
+                    default:
+                        backendRefusedChangeUser(request, packet, clientSequence: clientSequence)
+                        return
+                    }
+                case .awaitingClientAnswer, .awaitingClientSignature, .verifying:
+                    throw ProxyProtocolError("the server sent a packet nobody asked for during change user")
                 }
             }
         } catch {
             logger.error("backend protocol error during change user: \(error)")
             close()
         }
+    }
+
+    /// The server's ERR goes to the client as is; the session ends.
+    func backendRefusedChangeUser(_ request: Packets.ChangeUser, _ packet: MySQLPacket, clientSequence: UInt8) {
+        changeUser = nil
+        logger.notice("the server refused the change of user", metadata: ["new_user": "\(request.username)"])
+        write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
+        close()
     }
 }

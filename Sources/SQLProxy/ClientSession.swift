@@ -98,6 +98,12 @@ final class ClientSession: ChannelInboundHandler {
         case awaitingClientAnswer(Packets.ChangeUser, scramble: [UInt8])
         /// The proxy looks the account up.
         case verifying
+        /// An ed25519 account: the backend was sent an empty answer and must send its client_ed25519
+        /// challenge (or an ERR), which goes to the client as an AuthSwitchRequest (sequence id 1).
+        case awaitingBackendChallenge(Packets.ChangeUser)
+        /// The client must sign `challenge` (its answer has sequence id 2); the backend expects the verified
+        /// signature as `backendSequence`.
+        case awaitingClientSignature(Packets.ChangeUser, challenge: [UInt8], backendSequence: UInt8)
         /// The backend runs its own change of user; its final OK or ERR goes to the client as `clientSequence`.
         case awaitingBackend(Packets.ChangeUser, passwordSHA1: [UInt8]?, clientSequence: UInt8)
     }
@@ -236,7 +242,8 @@ final class ClientSession: ChannelInboundHandler {
                 perform(action)
             }
         } catch {
-            badPacket(error, sequenceID: 2)
+            guard case .handshake(let machine) = phase else { return }
+            badPacket(error, sequenceID: machine.nextSequenceID)
         }
     }
 
@@ -305,7 +312,7 @@ final class ClientSession: ChannelInboundHandler {
             refuse(
                 errno: 4151, sqlState: "HY000",
                 "User is blocked because of too many credential errors; retry after \(settings.authThrottleWindow)",
-                sequenceID: 2)
+                sequenceID: machine.nextSequenceID)
             return
         }
         let accounts = environment.accounts
@@ -332,7 +339,7 @@ final class ClientSession: ChannelInboundHandler {
                     capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
                     collation: response.collation,
                     attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
-                    passwordSHA1: nil, failureSequenceID: 2)
+                    passwordSHA1: nil, failureSequenceID: machine.nextSequenceID)
                 return
             }
             var credential = account.flatMap(Self.credential)
@@ -398,16 +405,8 @@ final class ClientSession: ChannelInboundHandler {
                 let wire =
                     inbound.readerIndex - start == packet.payload.readableBytes + 4
                     ? inbound.getSlice(at: start, length: packet.payload.readableBytes + 4) : nil
-                if case .awaitingClientAnswer(let request, let scramble) = changeUser {
-                    guard packet.sequenceID == 2 || compression != nil else {
-                        refuse(
-                            errno: 1156, sqlState: "08S01", "Got packets out of order",
-                            sequenceID: packet.sequenceID &+ 1)
-                        return
-                    }
-                    verifyChangeUser(
-                        request, response: Array(packet.payload.readableBytesView), scramble: scramble,
-                        clientSequence: 3, backend: backend)
+                if isAwaitingClientAnswer {
+                    changeUserAnswerReceived(packet, backend: backend)
                     continue
                 }
                 if forward(packet, wire: wire, to: backend) { wrote = true }
@@ -530,7 +529,7 @@ final class ClientSession: ChannelInboundHandler {
     func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
         var buffer = buffer
-        if case .awaitingBackend = changeUser {
+        if isAwaitingBackendChangeUser {
             changeUserInbound.writeBuffer(&buffer)
             backendChangeUserRead()
             return

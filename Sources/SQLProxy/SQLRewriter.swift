@@ -6,6 +6,11 @@ import NIOCore
 /// saw in the greeting), and the thread id in `KILL [CONNECTION|QUERY] n` becomes the backend thread of
 /// proxy session n. Strings, quoted identifiers and comments are skipped; everything else is left
 /// byte-for-byte as the client sent it.
+///
+/// A server names an unaliased result column after the expression as written, so a call that is a whole
+/// select-list item without an alias becomes `n AS \`CONNECTION_ID()\`` (in the client's spelling): clients
+/// that read the column by name still find it. Anywhere else (a WHERE clause, inside an expression, an
+/// aliased item) the call becomes the bare number.
 enum SQLRewriter {
     enum Result {
         case unchanged
@@ -39,11 +44,23 @@ enum SQLRewriter {
             guard let thread = killTarget(id) else { return .refused }
             replacements.append((target.range, Array(String(thread).utf8)))
         }
+        var selectList: [Bool]?
         for index in tokens.indices {
             guard let call = connectionIDCall(at: index, tokens, text),
                 !replacements.contains(where: { $0.0.overlaps(call) })
             else { continue }
-            replacements.append((call, Array(String(connectionID).utf8)))
+            var replacement = Array(String(connectionID).utf8)
+            let inSelectList = selectList ?? selectListPositions(tokens, text)
+            selectList = inSelectList
+            if isBareSelectItem(callAt: index, tokens, text, inSelectList: inSelectList) {
+                replacement += Array(" AS `".utf8)
+                for byte in text[call] {
+                    replacement.append(byte)
+                    if byte == UInt8(ascii: "`") { replacement.append(byte) }
+                }
+                replacement.append(UInt8(ascii: "`"))
+            }
+            replacements.append((call, replacement))
         }
         guard !replacements.isEmpty else { return .unchanged }
         var out = ByteBuffer()
@@ -60,7 +77,8 @@ enum SQLRewriter {
     }
 
     struct Token {
-        enum Kind { case word, number, symbol }
+        /// `quoted` is a string or a quoted identifier (its range includes the quotes).
+        enum Kind { case word, number, symbol, quoted }
         var kind: Kind
         var range: Range<Int>
     }
@@ -127,7 +145,81 @@ enum SQLRewriter {
         return tokens[index].range.lowerBound..<tokens[index + 2].range.upperBound
     }
 
-    /// Words, numbers and single-character symbols outside strings, quoted identifiers and comments.
+    /// For each token, whether it stands in a select list: after `SELECT` at the same parenthesis depth and
+    /// before the clause that ends the list (`FROM`, `WHERE`, `INTO`, ..., a `;`).
+    static func selectListPositions(_ tokens: [Token], _ text: [UInt8]) -> [Bool] {
+        var result = [Bool](repeating: false, count: tokens.count)
+        var depths = [false]
+        for (index, token) in tokens.enumerated() {
+            let current = depths.count - 1
+            result[index] = depths[current]
+            switch token.kind {
+            case .symbol:
+                switch text[token.range.lowerBound] {
+                case UInt8(ascii: "("): depths.append(false)
+                case UInt8(ascii: ")"): if current > 0 { depths.removeLast() }
+                case UInt8(ascii: ";"): depths = [false]
+                default: break
+                }
+            case .word:
+                if equalsIgnoringCase(text[token.range], "select") {
+                    depths[current] = true
+                } else if selectListEnds.contains(where: { equalsIgnoringCase(text[token.range], $0) }) {
+                    depths[current] = false
+                }
+            case .number, .quoted:
+                break
+            }
+        }
+        return result
+    }
+
+    /// Words that end a select list.
+    static let selectListEnds = [
+        "from", "into", "where", "group", "having", "window", "order", "limit", "offset", "fetch", "for", "lock",
+        "union", "except", "intersect", "procedure",
+    ]
+
+    /// Words that may stand between `SELECT` and its first item.
+    static let selectModifiers = [
+        "all", "distinct", "distinctrow", "high_priority", "straight_join", "sql_small_result", "sql_big_result",
+        "sql_buffer_result", "sql_cache", "sql_no_cache", "sql_calc_found_rows",
+    ]
+
+    /// Whether the `CONNECTION_ID()` call at token `index` is a whole select-list item without an alias:
+    /// it follows `SELECT` (and its modifiers) or a `,` of the list, and the list item ends right after it.
+    static func isBareSelectItem(callAt index: Int, _ tokens: [Token], _ text: [UInt8], inSelectList: [Bool])
+        -> Bool
+    {
+        guard index > 0, inSelectList[index] else { return false }
+        let before = tokens[index - 1]
+        switch before.kind {
+        case .symbol:
+            guard text[before.range.lowerBound] == UInt8(ascii: ",") else { return false }
+        case .word:
+            let word = text[before.range]
+            guard
+                equalsIgnoringCase(word, "select") || selectModifiers.contains(where: { equalsIgnoringCase(word, $0) })
+            else { return false }
+        case .number, .quoted:
+            return false
+        }
+        let afterIndex = index + 3
+        guard afterIndex < tokens.count else { return true }
+        let after = tokens[afterIndex]
+        switch after.kind {
+        case .symbol:
+            let byte = text[after.range.lowerBound]
+            return byte == UInt8(ascii: ",") || byte == UInt8(ascii: ";") || byte == UInt8(ascii: ")")
+        case .word:
+            return selectListEnds.contains(where: { equalsIgnoringCase(text[after.range], $0) })
+        case .number, .quoted:
+            return false  // an alias, or not the end of the item
+        }
+    }
+
+    /// Words, numbers, single-character symbols, and strings and quoted identifiers (as one token each);
+    /// comments are skipped.
     /// Executable comments (`/*! ... */`, `/*M! ... */`) are read as code.
     static func tokenize(_ text: [UInt8]) -> [Token] {
         var tokens: [Token] = []
@@ -145,6 +237,7 @@ enum SQLRewriter {
             case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0B, 0x0C:
                 index += 1
             case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"):
+                let start = index
                 index += 1
                 while index < count {
                     if text[index] == UInt8(ascii: "\\") && byte != UInt8(ascii: "`") {
@@ -161,6 +254,7 @@ enum SQLRewriter {
                     index += 1
                 }
                 index += 1
+                tokens.append(Token(kind: .quoted, range: start..<min(index, count)))
             case UInt8(ascii: "/") where index + 1 < count && text[index + 1] == UInt8(ascii: "*"):
                 let executable =
                     index + 2 < count

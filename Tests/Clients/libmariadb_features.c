@@ -11,7 +11,8 @@
  *         SY_DB=appdb SY_CA=/path/ca.pem ./libmariadb_features [check]
  *
  * Optional: SY_COMPRESS=1 (compressed protocol), SY_OTHER_USER and
- * SY_OTHER_PASSWORD (target of the change_user check).
+ * SY_OTHER_PASSWORD (target of the change_user and change_user_denied
+ * checks; an ed25519 account needs libmariadb's client_ed25519 plugin).
  *
  * Every check prints "ok <name>" or "FAIL <name>: <reason>"; the exit code
  * is 1 when any check failed, 2 on a usage error.
@@ -997,6 +998,19 @@ static int check_change_user(MYSQL *conn)
     return 0;
 }
 
+/* A wrong password for the change_user target is refused as the server
+ * refuses it: 1045 and its wording. */
+static int check_change_user_denied(MYSQL *conn)
+{
+    char wrong[256];
+    snprintf(wrong, sizeof wrong, "%s-not-it", cfg.other_password);
+    if (!mysql_change_user(conn, cfg.other_user, wrong, cfg.db))
+        return failf("mysql_change_user to %s with a wrong password succeeded", cfg.other_user);
+    if (mysql_errno(conn) != 1045 || !strstr(mysql_error(conn), "Access denied for user"))
+        return fail_conn(conn, "mysql_change_user with a wrong password, expected 1045");
+    return 0;
+}
+
 static int check_reset_connection(MYSQL *conn)
 {
     if (exec(conn, "SET @sy_reset = 'set'") ||
@@ -1357,6 +1371,7 @@ static const struct check {
     { "multi", check_multi },
     { "local_infile", check_local_infile },
     { "change_user", check_change_user },
+    { "change_user_denied", check_change_user_denied },
     { "reset_connection", check_reset_connection },
     { "bigrow", check_bigrow },
     { "connection_id", check_connection_id },

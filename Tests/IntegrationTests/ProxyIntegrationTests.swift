@@ -144,6 +144,10 @@ extension IntegrationTests {
                 let ids = try await proxy.mariadb("SELECT CONNECTION_ID(); KILL QUERY CONNECTION_ID()")
                 #expect(ids.stderr.contains("ERROR 1317 (70100)"), "\(ids.stderr)")
                 #expect(UInt32(ids.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 0)
+                // The column keeps the name a server gives it (clients read it by name); an alias is kept.
+                let named = try await proxy.mariadb(
+                    "SELECT CONNECTION_ID(), connection_id() AS id", extra: ["--column-names"])
+                #expect(named.stdout.split(separator: "\n").first == "CONNECTION_ID()\tid", "\(named.stdout)")
                 let killed = try await proxy.mariadb("KILL QUERY 4000000000")
                 #expect(killed.stderr.contains("ERROR 1094"), "\(killed.stderr)")
 
@@ -204,6 +208,24 @@ extension IntegrationTests {
                 #expect(ed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "edu@127.0.0.1")
                 let edWrong = try await proxy.mariadb("SELECT 1", user: "edu", password: "not-it")
                 #expect(edWrong.stderr.contains("ERROR 1045 (28000)"), "\(edWrong.stderr)")
+
+                // COM_CHANGE_USER to the ed25519 account (libmariadb's mysql_change_user, client_ed25519): the
+                // backend's challenge reaches the client and its signature is verified; then back to app. A
+                // wrong password gets 1045, and the proxy carries on.
+                let features = try await libmariadbFeaturesBinary()
+                for compress in ["0", "1"] {
+                    for check in ["change_user", "change_user_denied"] {
+                        let result = try await proxy.client(
+                            [features, check],
+                            extraEnvironment: [
+                                "SY_OTHER_USER=edu", "SY_OTHER_PASSWORD=ed-pw", "SY_PROXY=1", "SY_COMPRESS=\(compress)",
+                            ])
+                        #expect(result.status == 0, "\(check), compress=\(compress): \(result.stdout)\(result.stderr)")
+                    }
+                }
+                let after = try await proxy.mariadb("SELECT CURRENT_USER()", user: "edu", password: "ed-pw")
+                #expect(
+                    after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "edu@127.0.0.1", "\(after.stderr)")
 
                 // A database created a moment ago can be used at once.
                 try await cluster.rootSQL("s1", "CREATE DATABASE justnow; GRANT ALL ON justnow.* TO 'app'@'127.0.0.1'")

@@ -113,6 +113,48 @@ struct ServerHandshakeStateMachineTests {
         #expect(login.tls)
     }
 
+    @Test("nextSequenceID is the id an ERR in place of the next step takes: it counts SSLRequest and auth switches")
+    func nextSequenceID() {
+        var plain = Self.machine()
+        #expect(plain.nextSequenceID == 0)
+        _ = plain.start()
+        #expect(plain.nextSequenceID == 2)
+        _ = plain.packetReceived(Self.response(password: "pw"))
+        #expect(plain.nextSequenceID == 2)
+        // An ed25519 account: the server's challenge goes to the client (2), whose answer is 3.
+        _ = plain.switchPlugin("client_ed25519", challenge: Array(repeating: 7, count: 32))
+        #expect(plain.nextSequenceID == 4)
+        _ = plain.packetReceived(MySQLPacket(sequenceID: 3, payload: ByteBuffer(bytes: Array(repeating: 1, count: 64))))
+        #expect(plain.nextSequenceID == 4)
+
+        var tls = Self.machine()
+        _ = tls.start()
+        var request = ByteBuffer()
+        Packets.HandshakeResponse41(capabilities: Self.capabilities, collation: 45, username: "", authResponse: [])
+            .encodeFixedPart(into: &request)
+        _ = tls.packetReceived(MySQLPacket(sequenceID: 1, payload: request))
+        _ = tls.tlsEstablished()
+        #expect(tls.nextSequenceID == 3)
+        _ = tls.packetReceived(Self.response(password: "pw", sequenceID: 2))
+        #expect(tls.nextSequenceID == 3)
+        _ = tls.switchPlugin("client_ed25519", challenge: Array(repeating: 7, count: 32))
+        #expect(tls.nextSequenceID == 5)
+
+        // A client that started with another plugin answered the proxy's switch (3): next is 4.
+        var switched = Self.machine()
+        _ = switched.start()
+        _ = switched.packetReceived(Self.response(password: "", plugin: "client_ed25519"))
+        #expect(switched.nextSequenceID == 4)
+        _ = switched.packetReceived(
+            MySQLPacket(sequenceID: 3, payload: ByteBuffer(bytes: Array(repeating: 1, count: 20))))
+        #expect(switched.nextSequenceID == 4)
+        guard case .failAndClose(let packet, _) = switched.credentialLookedUp(nil) else {
+            Issue.record("accepted"); return
+        }
+        #expect(packet.sequenceID == 4)
+        #expect(switched.nextSequenceID == 5)
+    }
+
     @Test("require_tls refuses a plaintext login with a clear error")
     func requireTLS() {
         var machine = Self.machine(requireTLS: true)

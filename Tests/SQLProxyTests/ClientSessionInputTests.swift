@@ -53,6 +53,51 @@ import Topology
         #expect(state.sessionCount == 0)
     }
 
+    @Test("An ed25519 login whose backend login fails after an auth switch gets its ERR with the next id (4, not 2)")
+    func backendFailureAfterAuthSwitch() async throws {
+        // No primary is known, so the backend login for the ed25519 account fails at once.
+        let account = Account(
+            user: "edu", host: "%", plugin: "ed25519", authenticationString: String(repeating: "A", count: 43))
+        let environment = ClientSession.Environment(
+            settings: ProxySettings(), state: ProxyState(), accounts: AccountDirectory { [account] }, serverTLS: nil,
+            backendTLS: nil, metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"))
+        let channel = try await NIOAsyncTestingChannel { channel in
+            try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
+        }
+        channel.pipeline.fireChannelActive()
+        var decoder = MySQLPacketDecoder()
+        var received = ByteBuffer()
+        func next() async throws -> MySQLPacket {
+            while true {
+                if let packet = try decoder.decode(buffer: &received) { return packet }
+                var more = try await channel.waitForOutboundWrite(as: ByteBuffer.self)
+                received.writeBuffer(&more)
+            }
+        }
+        func send(_ packet: MySQLPacket) async throws {
+            var out = ByteBuffer()
+            MySQLPacketEncoder.write(packet, into: &out)
+            try await channel.writeInbound(out)
+        }
+        _ = try await next()  // the greeting
+        // The client starts with client_ed25519; the proxy switches it to mysql_native_password (2), it answers (3).
+        var response = ByteBuffer()
+        Packets.HandshakeResponse41(
+            capabilities: [.protocol41, .secureConnection, .pluginAuth, .longFlag, .transactions], collation: 45,
+            username: "edu", authResponse: [], database: nil, authPluginName: "client_ed25519"
+        ).encode(into: &response)
+        try await send(MySQLPacket(sequenceID: 1, payload: response))
+        let switchRequest = try await next()
+        #expect(switchRequest.sequenceID == 2)
+        #expect(Packets.AuthSwitchRequest.decode(switchRequest.payload)?.pluginName == "mysql_native_password")
+        try await send(MySQLPacket(sequenceID: 3, payload: ByteBuffer(bytes: Array(repeating: 1, count: 20))))
+        let refusal = try await next()
+        #expect(refusal.sequenceID == 4)
+        let error = try Packets.ErrorPacket.decode(refusal.payload, capabilities: [.protocol41])
+        #expect(error.errorCode == 1105)
+        _ = try await channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test("Seeded random byte streams never crash the session", arguments: 0..<200)
     func randomInput(seed: Int) throws {
         var generator = SplitMix64(state: UInt64(seed))

@@ -19,14 +19,72 @@ import Testing
 
     @Test("CONNECTION_ID() becomes the proxy's id; strings, comments and qualified names are left alone")
     func connectionID() {
-        #expect(rewrite("SELECT CONNECTION_ID()") == "SELECT 77")
-        #expect(rewrite("select connection_id ( ), 'CONNECTION_ID()'") == "select 77, 'CONNECTION_ID()'")
+        #expect(rewrite("SELECT CONNECTION_ID()") == "SELECT 77 AS `CONNECTION_ID()`")
+        #expect(
+            rewrite("select connection_id ( ), 'CONNECTION_ID()'")
+                == "select 77 AS `connection_id ( )`, 'CONNECTION_ID()'")
         #expect(rewrite("SELECT `connection_id()` FROM t") == "SELECT `connection_id()` FROM t")
         #expect(rewrite("SELECT 1 /* CONNECTION_ID() */") == "SELECT 1 /* CONNECTION_ID() */")
         #expect(rewrite("SELECT 1 -- CONNECTION_ID()\n") == "SELECT 1 -- CONNECTION_ID()\n")
         #expect(rewrite("SELECT db.connection_id()") == "SELECT db.connection_id()")
-        #expect(rewrite("SELECT 'it''s', CONNECTION_ID(), \"a\\\"b\"") == "SELECT 'it''s', 77, \"a\\\"b\"")
-        #expect(rewrite("SELECT /*!50000 CONNECTION_ID() */") == "SELECT /*!50000 77 */")
+        #expect(
+            rewrite("SELECT 'it''s', CONNECTION_ID(), \"a\\\"b\"")
+                == "SELECT 'it''s', 77 AS `CONNECTION_ID()`, \"a\\\"b\"")
+        #expect(rewrite("SELECT /*!50000 CONNECTION_ID() */") == "SELECT /*!50000 77 AS `CONNECTION_ID()` */")
+        #expect(rewrite("SELECT 1 WHERE 5 = CONNECTION_ID()") == "SELECT 1 WHERE 5 = 77")
+    }
+
+    @Test("A whole unaliased select-list item keeps its column name with an alias in the client's spelling")
+    func connectionIDColumnName() {
+        #expect(rewrite("SELECT connection_id()") == "SELECT 77 AS `connection_id()`")
+        #expect(rewrite("SELECT Connection_Id() ;") == "SELECT 77 AS `Connection_Id()` ;")
+        #expect(rewrite("SELECT 1, CONNECTION_ID() , 2") == "SELECT 1, 77 AS `CONNECTION_ID()` , 2")
+        #expect(rewrite("SELECT DISTINCT CONNECTION_ID() FROM t") == "SELECT DISTINCT 77 AS `CONNECTION_ID()` FROM t")
+        #expect(rewrite("SELECT CONNECTION_ID() INTO @id") == "SELECT 77 AS `CONNECTION_ID()` INTO @id")
+        #expect(
+            rewrite("SELECT * FROM (SELECT CONNECTION_ID()) AS t")
+                == "SELECT * FROM (SELECT 77 AS `CONNECTION_ID()`) AS t"
+        )
+        #expect(
+            rewrite("SELECT CONNECTION_ID() UNION SELECT 1") == "SELECT 77 AS `CONNECTION_ID()` UNION SELECT 1")
+    }
+
+    @Test("An aliased item keeps its alias: the call becomes the bare number")
+    func connectionIDAliased() {
+        #expect(rewrite("SELECT CONNECTION_ID() AS id") == "SELECT 77 AS id")
+        #expect(rewrite("SELECT CONNECTION_ID() id") == "SELECT 77 id")
+        #expect(rewrite("SELECT CONNECTION_ID() `id`, 1") == "SELECT 77 `id`, 1")
+        #expect(rewrite("SELECT CONNECTION_ID() 'id'") == "SELECT 77 'id'")
+        #expect(rewrite("SELECT CONNECTION_ID() as `CONNECTION_ID()`") == "SELECT 77 as `CONNECTION_ID()`")
+    }
+
+    @Test("Outside a select list and inside expressions the call becomes the bare number, never an alias")
+    func connectionIDElsewhere() {
+        #expect(
+            rewrite("SELECT ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+                == "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = 77")
+        #expect(rewrite("SELECT a FROM t WHERE b IN (1, CONNECTION_ID())") == "SELECT a FROM t WHERE b IN (1, 77)")
+        #expect(rewrite("SELECT a FROM t WHERE CONNECTION_ID() = b") == "SELECT a FROM t WHERE 77 = b")
+        #expect(rewrite("SELECT CONNECTION_ID()+0") == "SELECT 77+0")
+        #expect(rewrite("SELECT CONNECTION_ID() = 77") == "SELECT 77 = 77")
+        #expect(rewrite("SELECT -CONNECTION_ID()") == "SELECT -77")
+        #expect(rewrite("SELECT CONCAT('a', CONNECTION_ID())") == "SELECT CONCAT('a', 77)")
+        #expect(rewrite("SELECT IF(1, CONNECTION_ID(), 0)") == "SELECT IF(1, 77, 0)")
+        #expect(rewrite("SELECT CASE WHEN 1 THEN CONNECTION_ID() END") == "SELECT CASE WHEN 1 THEN 77 END")
+        #expect(rewrite("SET @id = CONNECTION_ID()") == "SET @id = 77")
+        #expect(rewrite("INSERT INTO t VALUES (CONNECTION_ID(), 1)") == "INSERT INTO t VALUES (77, 1)")
+        #expect(rewrite("DO CONNECTION_ID()") == "DO 77")
+        #expect(
+            rewrite("SELECT a, CONNECTION_ID() FROM t ORDER BY CONNECTION_ID()")
+                == "SELECT a, 77 AS `CONNECTION_ID()` FROM t ORDER BY 77")
+    }
+
+    @Test("Each statement of a multi-statement query is judged on its own")
+    func connectionIDMultipleStatements() {
+        #expect(
+            rewrite("SELECT CONNECTION_ID(); SELECT 1 FROM t WHERE a = connection_id(); select 2, connection_id()")
+                == "SELECT 77 AS `CONNECTION_ID()`; SELECT 1 FROM t WHERE a = 77; select 2, 77 AS `connection_id()`")
+        #expect(rewrite("SELECT 1 FROM t; CONNECTION_ID()") == "SELECT 1 FROM t; 77")
     }
 
     @Test("KILL [HARD|SOFT] [CONNECTION|QUERY] n is mapped to the backend thread; KILL QUERY ID and KILL USER are not")
