@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "TLSRecordLayerTests",
             dependencies: [
-                "TLSRecordLayer",
+                "TLSRecordLayer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

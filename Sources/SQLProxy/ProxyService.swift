@@ -80,7 +80,8 @@ public final class ProxyService: Service, Sendable {
             settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
             tlsSecrets: tlsSecrets,
             metrics: metrics, logger: logger)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -90,14 +91,20 @@ public final class ProxyService: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
                 }
             }
-            .bind(host: settings.host, port: settings.port)
-            .get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: settings.host, port: settings.port).get()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         let port = channel.localAddress?.port ?? settings.port
         logger.info(
             "SQL proxy listening",
             metadata: [
                 "address": "\(settings.host):\(port)", "client_tls": "\(serverTLS != nil)",
                 "require_tls": "\(settings.requireTLS)", "backend_tls": "\(settings.backendTLS)",
+                "threads": "\(settings.threads)", "tls_fast_path": "\(settings.tlsFastPath)",
             ])
         await onListening(port)
         await withGracefulShutdownHandler {
@@ -112,6 +119,7 @@ public final class ProxyService: Service, Sendable {
         }
         try? await channel.close()
         for session in state.allSessions() { session.close() }
+        try? await group.shutdownGracefully()
     }
 
     private func followPrimary() async {

@@ -1,4 +1,5 @@
 public import MySQLWire
+import NIOCore
 public import NIOSSL
 public import Topology
 
@@ -14,6 +15,10 @@ public struct ProxySettings: Sendable {
     public var backendTLS: BackendTLS = .disabled
     /// After login, each TLS hop switches from NIOSSL to `TLSRecordLayer`'s record handler.
     public var tlsFastPath = true
+    /// Event-loop threads; each session (client and server connection) lives on one of them. Half the
+    /// cores by default: the kernel's TCP work for the proxy's sockets needs the rest (measured on 2
+    /// cores shared with the database: 1 thread costs 25% less CPU per query than 2).
+    public var threads = max(1, System.coreCount / 2)
     public var maxConnections = 1_000
     /// A client that has not finished logging in by then is disconnected.
     public var handshakeTimeout: Duration = .seconds(10)

@@ -122,6 +122,8 @@ extension Config {
         /// After login, protect TLS records with Switchyard's own record layer instead of NIOSSL's
         /// (same keys and ciphers, less CPU per statement); false keeps NIOSSL for whole sessions.
         public var tlsFastPath = true
+        /// Event-loop threads for client and server connections; nil: half the machine's cores (at least 1).
+        public var threads: Int?
         public var maxConnections = 1_000
         public var handshakeTimeout: Duration = .seconds(10)
         public var maxPacketSize = 64 * 1024 * 1024

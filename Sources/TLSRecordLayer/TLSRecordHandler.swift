@@ -47,6 +47,11 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
                 let start = buffer.readerIndex
                 let type = buffer.getInteger(at: start, as: UInt8.self)!
                 let length = Int(buffer.getInteger(at: start + 3, as: UInt16.self)!)
+                // Every record after the handshake says TLS 1.2 (also in TLS 1.3), and the header is
+                // authenticated as such.
+                guard buffer.getInteger(at: start + 1, as: UInt16.self) == 0x0303 else {
+                    throw TLSRecordError.unexpectedMessage("a record with another version")
+                }
                 guard length <= reader.maxCiphertext else { throw TLSRecordError.recordOverflow(length) }
                 guard buffer.readableBytes >= 5 + length else { break }
                 let contentStart = plaintext.writerIndex

@@ -45,6 +45,7 @@ struct ProxyConfigTests {
         #expect(proxy.maxConnections == 1_000)
         #expect(proxy.authThrottleMaxFailures == 0)
         #expect(proxy.allowedNetworks.isEmpty)
+        #expect(proxy.tlsFastPath && proxy.threads == nil)
         #expect(try parse("proxy:\n  enabled: false\n").proxy == nil)
     }
 
@@ -68,9 +69,12 @@ struct ProxyConfigTests {
                     app: {allowed_networks: [192.168.0.0/16]}
                   account_refresh_interval: 5s
                   auth_throttle: {max_failures: 5, window: 30s}
+                  tls_fast_path: false
+                  threads: 3
 
                 """
             ).proxy)
+        #expect(!proxy.tlsFastPath && proxy.threads == 3)
         #expect(proxy.host == "0.0.0.0" && proxy.port == 7000)
         #expect(proxy.certFile == "/etc/switchyard/tls/proxy.pem" && proxy.keyFile == "/keys/proxy.key")
         #expect(proxy.requireTLS && proxy.backendTLS == .verifyCA)
@@ -94,11 +98,14 @@ struct ProxyConfigTests {
               require_tls: true
               routing: split
               max_conections: 5
+              tls_fast_path: sometimes
+              threads: 0
 
             """)
         let paths = Set(found.map(\.path))
         #expect(paths.isSuperset(of: ["proxy.listen", "proxy.allowed_networks[0]", "proxy.routing"]))
         #expect(paths.contains("proxy.users.app.allowed_networks[0]"))
+        #expect(paths.contains("proxy.tls_fast_path") && paths.contains("proxy.threads"))
         #expect(found.contains { $0.path == "proxy.max_conections" && $0.message.contains("max_connections") })
     }
 
