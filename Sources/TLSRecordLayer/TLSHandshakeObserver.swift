@@ -45,6 +45,8 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
     var suiteID: UInt16?
     /// Set when the stream is something the fast path cannot follow; the session then stays on NIOSSL.
     var failure: String?
+    /// TLS 1.3 HelloRetryRequests seen (the client then sends a second ClientHello).
+    var helloRetryRequests = 0
 
     public init(role: Role) {
         self.role = role
@@ -143,7 +145,10 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
             return
         }
         let random = Array(body[2..<34])
-        guard random != Self.helloRetryRandom else { return }  // the real ServerHello follows
+        guard random != Self.helloRetryRandom else {
+            helloRetryRequests += 1
+            return  // the real ServerHello follows
+        }
         var index = 35 + Int(body[34])
         guard body.count >= index + 3 else {
             failure = "a short ServerHello"

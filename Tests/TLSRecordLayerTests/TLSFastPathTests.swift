@@ -15,10 +15,13 @@ import Testing
         var maximum: TLSVersion
         /// OpenSSL-style TLS 1.2 cipher list; nil for the default.
         var cipherSuites: String?
+        /// Curves the server accepts; one the client does not offer a key share for forces a HelloRetryRequest.
+        var serverCurves: [NIOTLSCurve]?
         var testDescription: String { name }
 
         static let all: [Negotiation] = [
             Negotiation(name: "TLS 1.3", maximum: .tlsv13),
+            Negotiation(name: "TLS 1.3 after a HelloRetryRequest", maximum: .tlsv13, serverCurves: [.secp384r1]),
             Negotiation(name: "TLS 1.2 AES-128-GCM", maximum: .tlsv12, cipherSuites: "ECDHE-ECDSA-AES128-GCM-SHA256"),
             Negotiation(name: "TLS 1.2 AES-256-GCM", maximum: .tlsv12, cipherSuites: "ECDHE-ECDSA-AES256-GCM-SHA384"),
             Negotiation(
@@ -55,6 +58,7 @@ import Testing
             serverConfiguration.maximumTLSVersion = negotiation.maximum
             serverConfiguration.keyLogCallback = serverSecrets.keyLogCallback
             if let suites = negotiation.cipherSuites { serverConfiguration.cipherSuites = suites }
+            serverConfiguration.curves = negotiation.serverCurves
             var clientConfiguration = TLSConfiguration.makeClientConfiguration()
             clientConfiguration.trustRoots = .certificates(
                 try NIOSSLCertificate.fromPEMBytes(Array(Self.certificate.utf8)))
@@ -179,6 +183,17 @@ import Testing
         _ = try takeOverClient(pair)
         for round in 0..<20 { try pair.exchange(round * 997, seed: UInt8(round)) }
         #expect(pair.serverSecrets.count == 0 && pair.clientSecrets.count == 0)  // both ends took their secrets
+    }
+
+    @Test("A HelloRetryRequest is seen through: the second ServerHello's suite is used and the switch works")
+    func helloRetry() throws {
+        let pair = try Pair(Negotiation.all[1])
+        let observer = try pair.server.pipeline.syncOperations.handler(type: TLSHandshakeObserver.self)
+        #expect(observer.helloRetryRequests == 1)
+        try pair.exchange(100, seed: 1)
+        _ = try takeOverServer(pair)
+        _ = try takeOverClient(pair)
+        try pair.exchange(20_000, seed: 2)
     }
 
     @Test("A record delivered in pieces, and several records in one read, are both read whole")
