@@ -29,6 +29,11 @@ public final class ProxyMetrics: Sendable {
     private let commandCounters: [Counter?]
     private let otherCommands: Counter
     private let keyed = NIOLockedValueBox<[String: Counter]>([:])
+    /// Users with a label of their own; later ones share `other`, so thousands of accounts cannot blow
+    /// up the number of series.
+    private let labelledUsers = NIOLockedValueBox<Set<String>>([])
+    static let maxUserLabels = 500
+    static let otherUsersLabel = "_other"
 
     private let connectionsCurrent = Atomic<Int>(0)
     private let connectionsTotal = Atomic<Int>(0)
@@ -71,7 +76,13 @@ public final class ProxyMetrics: Sendable {
     func loggedIn(user: String, tlsVersion: String) {
         connectionsTotal.add(1, ordering: .relaxed)
         counter("switchyard_proxy_connections_total", ("tls_version", tlsVersion)).increment()
-        counter("switchyard_proxy_user_connections_total", ("user", user)).increment()
+        let label = labelledUsers.withLockedValue { users -> String in
+            if users.contains(user) { return user }
+            guard users.count < Self.maxUserLabels else { return Self.otherUsersLabel }
+            users.insert(user)
+            return user
+        }
+        counter("switchyard_proxy_user_connections_total", ("user", label)).increment()
     }
 
     func failedLogin() {
