@@ -36,19 +36,20 @@ final class BackendHandler: ChannelInboundHandler {
     private var callbacks: Callbacks?
     private let server: ServerIdentity
     private let tls: NIOSSLContext?
-    /// Watch the TLS handshake so the session can switch this hop to the TLS fast path after login.
-    private let observesTLS: Bool
+    /// Set when the session may switch this hop to the TLS fast path after login.
+    private let tlsSecrets: TLSSecretLog?
     private var inbound = ByteBuffer()
     private var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
 
     init(
-        machine: ClientHandshakeStateMachine, server: ServerIdentity, tls: NIOSSLContext?, observesTLS: Bool = false,
+        machine: ClientHandshakeStateMachine, server: ServerIdentity, tls: NIOSSLContext?,
+        tlsSecrets: TLSSecretLog? = nil,
         callbacks: Callbacks
     ) {
         self.phase = .login(machine)
         self.server = server
         self.tls = tls
-        self.observesTLS = observesTLS
+        self.tlsSecrets = tlsSecrets
         self.callbacks = callbacks
     }
 
@@ -92,7 +93,7 @@ final class BackendHandler: ChannelInboundHandler {
                     server.host.contains(where: { $0.isLetter }) && !server.host.contains(":") ? server.host : nil
                 let handler = try NIOSSLClientHandler(context: tls, serverHostname: name)
                 try TLSFastPath.addTLSHandler(
-                    handler, role: .client, observed: observesTLS, to: context.pipeline.syncOperations)
+                    handler, role: .client, secrets: tlsSecrets, to: context.pipeline.syncOperations)
             } catch {
                 fail(.tls("\(error)"), context: context)
             }

@@ -59,7 +59,7 @@ extension ClientSession {
             closed: { [weak self] in self?.backendClosed() })
         let handlerBox = NIOLoopBound(
             BackendHandler(
-                machine: machine, server: server, tls: tls, observesTLS: environment.tlsSecrets != nil,
+                machine: machine, server: server, tls: tls, tlsSecrets: environment.tlsSecrets,
                 callbacks: callbacks), eventLoop: loop)
         ClientBootstrap(group: loop)
             .connectTimeout(.init(environment.settings.backendConnectTimeout))
@@ -113,12 +113,12 @@ extension ClientSession {
         logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
         phase = .command
         write(ok, flush: true)
-        if let secrets = environment.tlsSecrets {
+        if environment.tlsSecrets != nil {
             // Both hops are quiet now: the server has answered the login and the client waits for this OK.
             if let backend, environment.backendTLS != nil {
-                startTLSFastPath(backend.channel, hop: "backend", secrets: secrets)
+                startTLSFastPath(backend.channel, hop: "backend")
             }
-            if isTLS(context) { startTLSFastPath(context.channel, hop: "client", secrets: secrets) }
+            if isTLS(context) { startTLSFastPath(context.channel, hop: "client") }
         }
         if login.capabilities.contains(.compress) {
             compression = Compression()

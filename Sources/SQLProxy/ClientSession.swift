@@ -270,7 +270,7 @@ final class ClientSession: ChannelInboundHandler {
         do {
             try TLSFastPath.addTLSHandler(
                 NIOSSLServerHandler(context: serverTLS.current()), role: .server,
-                observed: environment.tlsSecrets != nil, to: context.pipeline.syncOperations)
+                secrets: environment.tlsSecrets, to: context.pipeline.syncOperations)
         } catch {
             logger.error("cannot start TLS: \(error)")
             close()
@@ -700,12 +700,12 @@ final class ClientSession: ChannelInboundHandler {
 
     /// Moves a hop's TLS records from NIOSSL to the fast path, on the next turn of the event loop (never
     /// inside NIOSSL's own callbacks). A hop that cannot switch keeps working on NIOSSL.
-    func startTLSFastPath(_ channel: any Channel, hop: String, secrets: TLSSecretLog) {
+    func startTLSFastPath(_ channel: any Channel, hop: String) {
         let metrics = environment.metrics
         let logger = self.logger
         channel.eventLoop.assumeIsolated().execute {
             guard channel.isActive else { return }
-            switch TLSFastPath.takeOver(channel.pipeline.syncOperations, secrets: secrets) {
+            switch TLSFastPath.takeOver(channel.pipeline.syncOperations) {
             case .success(let handler):
                 metrics.tlsFastPath(hop: hop, active: true)
                 logger.debug(

@@ -9,17 +9,18 @@ public import NIOSSL
 /// `addTLSHandler`, and call `takeOver` once the login is complete. Whenever anything does not check
 /// out, the connection simply stays on NIOSSL.
 public enum TLSFastPath {
-    /// Adds NIOSSL's handler first in the pipeline and, when `observed`, a handshake observer in front of
-    /// it (added before it, as a client handler starts writing its hello as soon as it is added).
+    /// Adds NIOSSL's handler first in the pipeline and, with `secrets` (the log its context reports
+    /// to), a handshake observer in front of it (added before it, as a client handler starts writing its
+    /// hello as soon as it is added).
     public static func addTLSHandler(
-        _ tls: NIOSSLHandler, role: TLSHandshakeObserver.Role, observed: Bool,
+        _ tls: NIOSSLHandler, role: TLSHandshakeObserver.Role, secrets: TLSSecretLog?,
         to pipeline: ChannelPipeline.SynchronousOperations
     ) throws {
-        guard observed else {
+        guard let secrets else {
             try pipeline.addHandler(tls, position: .first)
             return
         }
-        let observer = TLSHandshakeObserver(role: role)
+        let observer = TLSHandshakeObserver(role: role, secrets: secrets)
         try pipeline.addHandler(observer, position: .first)
         try pipeline.addHandler(tls, position: .after(observer))
     }
@@ -30,18 +31,20 @@ public enum TLSFastPath {
     /// Call on the channel's event loop, outside any NIOSSL callback, when everything the login wrote has
     /// been flushed and the peer is waiting for the next request (so nothing is half-processed).
     public static func takeOver(
-        _ pipeline: ChannelPipeline.SynchronousOperations, secrets: TLSSecretLog
+        _ pipeline: ChannelPipeline.SynchronousOperations
     ) -> Result<TLSRecordHandler, TLSFastPathUnavailable> {
         guard let observer = try? pipeline.handler(type: TLSHandshakeObserver.self) else {
             return .failure(TLSFastPathUnavailable("no handshake observer"))
         }
+        // Planned before the observer leaves the pipeline: leaving drops the connection's secrets.
+        let planned = Result { () throws(TLSFastPathUnavailable) in try observer.plan() }
         pipeline.removeHandler(observer, promise: nil)
         guard let tls = try? pipeline.handler(type: NIOSSLHandler.self) else {
             return .failure(TLSFastPathUnavailable("no NIOSSL handler"))
         }
         let plan: TLSHandshakeObserver.Plan
         do {
-            plan = try observer.plan(secrets: secrets)
+            plan = try planned.get()
         } catch {
             return .failure(error)
         }

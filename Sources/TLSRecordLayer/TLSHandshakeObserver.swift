@@ -37,6 +37,8 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
     static let maxHandshakeBytes = 1 << 18
 
     let role: Role
+    /// Where this connection's secrets are logged; they are dropped when the observer leaves.
+    private let secrets: TLSSecretLog
     var inbound = Direction()
     var outbound = Direction()
     var clientRandom: [UInt8]?
@@ -48,8 +50,14 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
     /// TLS 1.3 HelloRetryRequests seen (the client then sends a second ClientHello).
     var helloRetryRequests = 0
 
-    public init(role: Role) {
+    public init(role: Role, secrets: TLSSecretLog) {
         self.role = role
+        self.secrets = secrets
+    }
+
+    /// The connection ended or switched: its secrets, if still logged, are not needed any more.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        if let clientRandom { secrets.discard(clientRandom: clientRandom) }
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -183,7 +191,7 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
 
     /// Derives both directions' keys and next sequence numbers, proving them on the last protected record
     /// each way (AEAD authentication fails on any wrong key or number).
-    func plan(secrets log: TLSSecretLog) throws(TLSFastPathUnavailable) -> Plan {
+    func plan() throws(TLSFastPathUnavailable) -> Plan {
         if let failure { throw TLSFastPathUnavailable(failure) }
         guard let version, let suiteID, let clientRandom else {
             throw TLSFastPathUnavailable("the handshake was not seen")
@@ -191,20 +199,20 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
         guard let suite = version == .tls12 ? TLSCipherSuite.tls12(suiteID) : TLSCipherSuite.tls13(suiteID) else {
             throw TLSFastPathUnavailable("cipher suite 0x\(String(suiteID, radix: 16)) is not supported")
         }
-        guard let secrets = log.take(clientRandom: clientRandom) else {
+        guard let logged = secrets.take(clientRandom: clientRandom) else {
             throw TLSFastPathUnavailable("no session secrets were logged for this handshake")
         }
         let client: TLSTrafficKeys
         let server: TLSTrafficKeys
         switch version {
         case .tls12:
-            guard let master = secrets.master, let serverRandom else {
+            guard let master = logged.master, let serverRandom else {
                 throw TLSFastPathUnavailable("no TLS 1.2 master secret")
             }
             (client, server) = TLSKeySchedule.tls12Keys(
                 masterSecret: master, clientRandom: clientRandom, serverRandom: serverRandom, suite: suite)
         case .tls13:
-            guard let clientSecret = secrets.clientTraffic, let serverSecret = secrets.serverTraffic else {
+            guard let clientSecret = logged.clientTraffic, let serverSecret = logged.serverTraffic else {
                 throw TLSFastPathUnavailable("no TLS 1.3 traffic secrets")
             }
             client = TLSKeySchedule.tls13Keys(secret: clientSecret, suite: suite)

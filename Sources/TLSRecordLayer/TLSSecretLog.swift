@@ -17,8 +17,14 @@ public final class TLSSecretLog: Sendable {
         var added: NIODeadline
     }
 
-    private let entries = NIOLockedValueBox([[UInt8]: Secrets]())
-    /// Entries older than this are dropped when the log is large.
+    private struct State {
+        var entries: [[UInt8]: Secrets] = [:]
+        var prunedAt = NIODeadline.uptimeNanoseconds(0)
+    }
+
+    private let state = NIOLockedValueBox(State())
+    /// A safety net: connections drop their own entries, but entries older than this are dropped when
+    /// the log is large (at most once a second, so a flood of handshakes costs no quadratic work).
     private let expiry: TimeAmount = .seconds(60)
     private let pruneThreshold = 1024
 
@@ -38,26 +44,32 @@ public final class TLSSecretLog: Sendable {
         let label = String(decoding: fields[0], as: UTF8.self)
         guard ["CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"].contains(label) else { return }
         let now = NIODeadline.now()
-        entries.withLockedValue { entries in
-            if entries.count >= pruneThreshold {
-                entries = entries.filter { now - $0.value.added < expiry }
+        state.withLockedValue { state in
+            if state.entries.count >= pruneThreshold, now - state.prunedAt >= .seconds(1) {
+                state.prunedAt = now
+                state.entries = state.entries.filter { now - $0.value.added < expiry }
             }
-            var secrets = entries[random] ?? Secrets(added: now)
+            var secrets = state.entries[random] ?? Secrets(added: now)
             switch label {
             case "CLIENT_RANDOM": secrets.master = secret
             case "CLIENT_TRAFFIC_SECRET_0": secrets.clientTraffic = secret
             default: secrets.serverTraffic = secret
             }
-            entries[random] = secrets
+            state.entries[random] = secrets
         }
     }
 
     /// Removes and returns the secrets of the handshake with this client random.
     func take(clientRandom: [UInt8]) -> Secrets? {
-        entries.withLockedValue { $0.removeValue(forKey: clientRandom) }
+        state.withLockedValue { $0.entries.removeValue(forKey: clientRandom) }
     }
 
-    var count: Int { entries.withLockedValue { $0.count } }
+    /// Drops a connection's secrets (it ended, or switched).
+    func discard(clientRandom: [UInt8]) {
+        _ = take(clientRandom: clientRandom)
+    }
+
+    var count: Int { state.withLockedValue { $0.entries.count } }
 
     private static func hex(_ text: some Collection<UInt8>) -> [UInt8]? {
         guard text.count % 2 == 0, !text.isEmpty else { return nil }

@@ -74,11 +74,11 @@ import Testing
             try client.pipeline.syncOperations.addHandler(clientApp)
             try TLSFastPath.addTLSHandler(
                 NIOSSLServerHandler(context: NIOSSLContext(configuration: serverConfiguration)), role: .server,
-                observed: true, to: server.pipeline.syncOperations)
+                secrets: serverSecrets, to: server.pipeline.syncOperations)
             try TLSFastPath.addTLSHandler(
                 NIOSSLClientHandler(
                     context: NIOSSLContext(configuration: clientConfiguration), serverHostname: "localhost"),
-                role: .client, observed: true, to: client.pipeline.syncOperations)
+                role: .client, secrets: clientSecrets, to: client.pipeline.syncOperations)
             try shuttle()
         }
 
@@ -138,15 +138,15 @@ import Testing
             """
     }
 
-    private func takeOver(_ channel: EmbeddedChannel, _ secrets: TLSSecretLog) throws -> TLSRecordHandler {
-        try TLSFastPath.takeOver(channel.pipeline.syncOperations, secrets: secrets).get()
+    private func takeOver(_ channel: EmbeddedChannel) throws -> TLSRecordHandler {
+        try TLSFastPath.takeOver(channel.pipeline.syncOperations).get()
     }
 
     private func takeOverServer(_ pair: Pair) throws -> TLSRecordHandler {
-        try takeOver(pair.server, pair.serverSecrets)
+        try takeOver(pair.server)
     }
     private func takeOverClient(_ pair: Pair) throws -> TLSRecordHandler {
-        try takeOver(pair.client, pair.clientSecrets)
+        try takeOver(pair.client)
     }
 
     @Test(
@@ -260,8 +260,9 @@ import Testing
     func noSecrets() throws {
         let pair = try Pair(Negotiation.all[0])
         try pair.exchange(10, seed: 1)
-        let other = TLSSecretLog()
-        let result = TLSFastPath.takeOver(pair.server.pipeline.syncOperations, secrets: other)
+        let observer = try pair.server.pipeline.syncOperations.handler(type: TLSHandshakeObserver.self)
+        pair.serverSecrets.discard(clientRandom: try #require(observer.clientRandom))
+        let result = TLSFastPath.takeOver(pair.server.pipeline.syncOperations)
         guard case .failure(let reason) = result else {
             Issue.record("took over without secrets")
             return
@@ -270,5 +271,20 @@ import Testing
         #expect((try? pair.server.pipeline.syncOperations.handler(type: NIOSSLHandler.self)) != nil)
         #expect((try? pair.server.pipeline.syncOperations.handler(type: TLSHandshakeObserver.self)) == nil)
         try pair.exchange(1000, seed: 2)
+    }
+
+    @Test("A connection that ends before the switch leaves no secrets behind")
+    func secretsDroppedOnClose() throws {
+        let pair = try Pair(Negotiation.all[0])
+        try pair.exchange(10, seed: 1)
+        #expect(pair.serverSecrets.count == 1 && pair.clientSecrets.count == 1)
+        // NIOSSL closes after the close_notify exchange.
+        pair.server.close(promise: nil)
+        pair.client.close(promise: nil)
+        try? pair.shuttle()
+        pair.server.embeddedEventLoop.advanceTime(by: .seconds(10))
+        pair.client.embeddedEventLoop.advanceTime(by: .seconds(10))
+        #expect(!pair.server.isActive && !pair.client.isActive)
+        #expect(pair.serverSecrets.count == 0 && pair.clientSecrets.count == 0)
     }
 }
