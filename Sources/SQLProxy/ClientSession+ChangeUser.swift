@@ -86,17 +86,12 @@ extension ClientSession {
         _ request: Packets.ChangeUser, response: [UInt8], plugin: String, scramble: [UInt8], clientSequence: UInt8,
         backend: Backend
     ) {
-        guard let context else { return }
-        changeUser = .verifying
-        let accounts = environment.accounts
-        let address = clientAddress
-        let tls = isTLS(context)
-        let networks = environment.settings.userNetworks[request.username]
         let native = MySQLNativePassword().name
-        @Sendable func verify(_ account: Account?) -> ChangeUserVerdict {
-            guard let account, !(account.requiresTLS && !tls), let credential = Self.credential(account) else {
-                return plugin == native ? .refused : .switchToNative
-            }
+        let lookup = lookUpChangeUserAccount(
+            request.username, denied: ChangeUserVerdict.refused,
+            retriesAfterRefresh: { if case .refused = $0 { true } else { false } }
+        ) { credential -> ChangeUserVerdict in
+            guard let credential else { return plugin == native ? .refused : .switchToNative }
             switch credential {
             case .ed25519:
                 return .ed25519
@@ -111,16 +106,7 @@ extension ClientSession {
                 .map { .verified(passwordSHA1: $0) } ?? .refused
             }
         }
-        let lookup = context.eventLoop.makeFutureWithTask { () -> ChangeUserVerdict in
-            if let networks, !networks.contains(where: { $0.contains(address) }) { return .refused }
-            var verdict = verify(await accounts.match(user: request.username, clientAddress: address))
-            if case .refused = verdict {
-                await accounts.refresh()
-                verdict = verify(await accounts.match(user: request.username, clientAddress: address))
-            }
-            return verdict
-        }
-        lookup.whenSuccess { [weak self] verdict in
+        lookup?.whenSuccess { [weak self] verdict in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             switch verdict {
             case .refused:
@@ -159,25 +145,12 @@ extension ClientSession {
     func verifyChangeUserSignature(
         _ request: Packets.ChangeUser, signature: [UInt8], challenge: [UInt8], backendSequence: UInt8
     ) {
-        guard let context else { return }
-        changeUser = .verifying
-        let accounts = environment.accounts
-        let address = clientAddress
-        let tls = isTLS(context)
-        let networks = environment.settings.userNetworks[request.username]
-        @Sendable func verify(_ account: Account?) -> Bool {
-            guard let account, !(account.requiresTLS && !tls), let credential = Self.credential(account) else {
-                return false
-            }
+        let lookup = lookUpChangeUserAccount(request.username, denied: false, retriesAfterRefresh: { !$0 }) {
+            credential in
+            guard let credential else { return false }
             return MariaDBEd25519().verify(response: signature, scramble: challenge, credential: credential)
         }
-        let lookup = context.eventLoop.makeFutureWithTask { () -> Bool in
-            if let networks, !networks.contains(where: { $0.contains(address) }) { return false }
-            if verify(await accounts.match(user: request.username, clientAddress: address)) { return true }
-            await accounts.refresh()
-            return verify(await accounts.match(user: request.username, clientAddress: address))
-        }
-        lookup.whenSuccess { [weak self] verified in
+        lookup?.whenSuccess { [weak self] verified in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             guard verified else {
                 self.refuseChangeUser(request, usingPassword: !signature.isEmpty, clientSequence: 3)
@@ -186,6 +159,33 @@ extension ClientSession {
             self.changeUser = .awaitingBackend(request, passwordSHA1: nil, clientSequence: 3)
             self.send(MySQLPacket(sequenceID: backendSequence, payload: ByteBuffer(bytes: signature)), to: backend)
             backend.channel.flush()
+        }
+    }
+
+    /// Looks up the account a change of user asks for, with the rules of a login: the user's allowed
+    /// networks (else `denied`) and REQUIRE SSL; `verify` gets the account's credential (nil when there is
+    /// none the proxy can use), and a verdict `retriesAfterRefresh` marks is checked once more after
+    /// re-reading the accounts, so an account changed a moment ago is seen. Sets `.verifying`.
+    func lookUpChangeUserAccount<Verdict: Sendable>(
+        _ username: String, denied: Verdict, retriesAfterRefresh: @escaping @Sendable (Verdict) -> Bool,
+        verify: @escaping @Sendable (StoredCredential?) -> Verdict
+    ) -> EventLoopFuture<Verdict>? {
+        guard let context else { return nil }
+        changeUser = .verifying
+        let accounts = environment.accounts
+        let address = clientAddress
+        let tls = isTLS(context)
+        let networks = environment.settings.userNetworks[username]
+        @Sendable func check(_ account: Account?) -> Verdict {
+            guard let account, !(account.requiresTLS && !tls) else { return verify(nil) }
+            return verify(Self.credential(account))
+        }
+        return context.eventLoop.makeFutureWithTask {
+            if let networks, !networks.contains(where: { $0.contains(address) }) { return denied }
+            let verdict = check(await accounts.match(user: username, clientAddress: address))
+            guard retriesAfterRefresh(verdict) else { return verdict }
+            await accounts.refresh()
+            return check(await accounts.match(user: username, clientAddress: address))
         }
     }
 

@@ -246,12 +246,14 @@ public final class TLSHandshakeObserver: ChannelDuplexHandler, RemovableChannelH
         }
         let candidates: [Int] =
             version == .tls12 ? [direction.protectedRecords - 1] : Array(0..<min(direction.protectedRecords, 64))
+        guard
+            var opener = try? TLSRecordProtection(
+                version: version, suite: suite, keys: keys, sequence: 0, sealing: false)
+        else { throw TLSFastPathUnavailable("the AEAD cipher failed") }
+        var scratch = ByteBuffer()
         for candidate in candidates {
-            guard
-                var opener = try? TLSRecordProtection(
-                    version: version, suite: suite, keys: keys, sequence: UInt64(candidate), sealing: false)
-            else { break }
-            var scratch = ByteBuffer()
+            opener.sequence = UInt64(candidate)
+            scratch.clear()
             let opened = last.body.withUnsafeBytes { body in
                 (try? opener.open(outerType: last.type, body: body, into: &scratch)) != nil
             }

@@ -89,7 +89,7 @@ public struct TLSRecordProtection {
 
     public let version: TLSRecordVersion
     public let suite: TLSCipherSuite
-    public private(set) var sequence: UInt64
+    public internal(set) var sequence: UInt64
     private(set) var keys: TLSTrafficKeys
     private var context: AEADContext
     private let sealing: Bool

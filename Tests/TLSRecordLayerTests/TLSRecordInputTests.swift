@@ -13,16 +13,6 @@ import Testing
     static let clientKeys = TLSKeySchedule.tls13Keys(secret: Array(repeating: 7, count: 32), suite: suite13)
     static let serverKeys = TLSKeySchedule.tls13Keys(secret: Array(repeating: 9, count: 32), suite: suite13)
 
-    final class Collector: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        var received: [UInt8] = []
-        var errors: [any Error] = []
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            received += Array(unwrapInboundIn(data).readableBytesView)
-        }
-        func errorCaught(context: ChannelHandlerContext, error: any Error) { errors.append(error) }
-    }
-
     /// A server-side handler reading what the "client" protections seal.
     private func serverChannel() throws -> (EmbeddedChannel, Collector) {
         let handler = TLSRecordHandler(
