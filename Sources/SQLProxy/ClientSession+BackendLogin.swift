@@ -5,6 +5,20 @@ import NIOPosix
 import NIOSSL
 import Topology
 
+/// What a backend login uses: the client's user, database, capabilities and character set.
+struct BackendLoginRequest {
+    var username: String
+    var database: String?
+    var capabilities: CapabilityFlags
+    var collation: UInt8
+    var attributes: [String: String]
+    /// SHA1(password) of a `mysql_native_password` account; nil: no password, or a `client_ed25519` login
+    /// (the server's challenge goes to the client).
+    var passwordSHA1: [UInt8]?
+    /// The sequence id of the ERR the client gets if the login fails.
+    var failureSequenceID: UInt8
+}
+
 /// Opening the session's backend connection and logging in as the client's user.
 extension ClientSession {
     func connectBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login) {
@@ -16,32 +30,41 @@ extension ClientSession {
             backend.handler.answerPlugin(answer, channel: backend.channel)
             return
         }
+        // The backend login may wait out a failover (`failover_hold`): the handshake deadline covers it.
+        handshakeTimeout?.cancel()
+        handshakeTimeout = context?.eventLoop.scheduleTask(
+            in: .init(environment.settings.failoverHold + environment.settings.backendConnectTimeout + .seconds(1))
+        ) { [weak self] in
+            self?.handshakeTimedOut()
+        }
         startBackendLogin(
-            username: login.username, database: login.database, capabilities: login.capabilities,
-            collation: login.collation, attributes: login.attributes, passwordSHA1: login.passwordSHA1,
-            failureSequenceID: ok.sequenceID)
+            BackendLoginRequest(
+                username: login.username, database: login.database, capabilities: login.capabilities,
+                collation: login.collation, attributes: login.attributes, passwordSHA1: login.passwordSHA1,
+                failureSequenceID: ok.sequenceID))
     }
 
-    /// Opens the session's backend connection to the primary and logs in as the client's user.
-    func startBackendLogin(
-        username: String, database: String?, capabilities clientCapabilities: CapabilityFlags, collation: UInt8,
-        attributes clientAttributes: [String: String], passwordSHA1: [UInt8]?, failureSequenceID: UInt8
-    ) {
+    /// Opens the session's backend connection to the primary and logs in as `request.username`. While no
+    /// primary is known, or it refuses connections, attempts repeat until `backendDeadline`
+    /// (`proxy.failover_hold` after the first).
+    func startBackendLogin(_ request: BackendLoginRequest) {
         guard let context else { return }
+        backendLoginRequest = request
+        if backendDeadline == nil { backendDeadline = .now() + .init(environment.settings.failoverHold) }
         guard let server = environment.state.primary else {
-            backendUnavailable("no primary is known", sequenceID: failureSequenceID)
+            retryBackendLogin(because: "no primary is known")
             return
         }
-        var capabilities = clientCapabilities.subtracting(Self.perHop)
+        var capabilities = request.capabilities.subtracting(Self.perHop)
         capabilities.insert(.protocol41)
         let policy: ClientHandshakeStateMachine.TLSPolicy = environment.backendTLS == nil ? .disabled : .required
-        var attributes = clientAttributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        var attributes = request.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         attributes.append(("_proxy", "switchyard"))
         attributes.append(("_proxy_client_address", clientAddress))
         let machine = ClientHandshakeStateMachine(
             settings: .init(
-                username: username, passwordSHA1: passwordSHA1, database: database,
-                capabilities: capabilities, collation: collation, tls: policy, attributes: attributes))
+                username: request.username, passwordSHA1: request.passwordSHA1, database: request.database,
+                capabilities: capabilities, collation: request.collation, tls: policy, attributes: attributes))
         let started = ContinuousClock.now
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
@@ -69,7 +92,7 @@ extension ClientSession {
                     try channel.pipeline.syncOperations.addHandler(handlerBox.value)
                     let session = bound.value
                     switch session.phase {
-                    case .connectingBackend, .handshake: break
+                    case .connectingBackend, .handshake, .movingBackend: break
                     case .command, .closed: throw ChannelError.ioOnClosedChannel
                     }
                     session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
@@ -90,7 +113,13 @@ extension ClientSession {
     }
 
     func backendAuthenticated(_ session: ClientHandshakeStateMachine.Session) {
+        backendDeadline = nil
+        if case .movingBackend = phase {
+            backendMoved(session)
+            return
+        }
         guard case .connectingBackend(let ok, let login) = phase, backend != nil, let context else { return }
+        canLogInAgain = login.pluginAnswer == nil
         backend?.session = session
         environment.state.noteServerVersion(session.serverVersion)
         let expected = login.capabilities.subtracting(Self.perHop)
@@ -132,9 +161,19 @@ extension ClientSession {
         switch phase {
         case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
         case .handshake(let machine): sequenceID = machine.nextSequenceID  // an ed25519 login, before the proxy's OK
+        case .movingBackend: sequenceID = 1  // the answer to the client's waiting command
         case .command, .closed: return
         }
         backend = nil
+        switch (error, phase) {
+        case (.connect, .connectingBackend), (.connect, .movingBackend), (.closed, .connectingBackend),
+            (.closed, .movingBackend):
+            // The primary is down or restarting: a failover may be under way.
+            retryBackendLogin(because: "\(server.name) (\(server.host):\(server.port)): \(error)")
+            return
+        default:
+            break
+        }
         if case .login(.server(let refusal)) = error {
             // The server's own answer (unknown database, account locked, ...) goes to the client as is.
             logger.notice(
@@ -149,6 +188,32 @@ extension ClientSession {
         backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: sequenceID)
     }
 
+    /// Tries again shortly while the failover hold lasts; fails the login or the move after it.
+    func retryBackendLogin(because reason: String) {
+        guard let context, let request = backendLoginRequest else { return }
+        let retry = NIODeadline.now() + Self.backendRetryInterval
+        guard let deadline = backendDeadline, retry < deadline else {
+            backendDeadline = nil
+            if case .movingBackend = phase {
+                moveFailed("no primary could be reached within proxy.failover_hold: \(reason)")
+            } else {
+                backendUnavailable(reason, sequenceID: request.failureSequenceID)
+            }
+            return
+        }
+        logger.debug("waiting for a reachable primary", metadata: ["reason": "\(reason)"])
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: retry) { [weak self] in
+            guard let self, let request = self.backendLoginRequest else { return }
+            switch self.phase {
+            case .handshake, .connectingBackend, .movingBackend: self.startBackendLogin(request)
+            case .command, .closed: break
+            }
+        }
+    }
+
+    /// How often a login or a move waiting out a failover looks for a reachable primary.
+    static let backendRetryInterval = TimeAmount.milliseconds(100)
+
     func backendUnavailable(_ reason: String, sequenceID: UInt8) {
         logger.error("cannot open a backend connection: \(reason)")
         refuse(errno: 1105, sqlState: "HY000", "Switchyard cannot reach the primary: \(reason)", sequenceID: sequenceID)
@@ -160,6 +225,9 @@ extension ClientSession {
         switch phase {
         case .handshake(let machine): sequenceID = machine.nextSequenceID
         case .connectingBackend(let ok, _): sequenceID = ok.sequenceID
+        case .movingBackend:
+            moveFailed("the new server connection did not log in within proxy.failover_hold")
+            return
         case .command, .closed: return
         }
         logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")

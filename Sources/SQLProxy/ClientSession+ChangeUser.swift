@@ -251,6 +251,10 @@ extension ClientSession {
                         login?.username = request.username
                         login?.database = request.database.isEmpty ? nil : request.database
                         login?.passwordSHA1 = passwordSHA1
+                        if let collation = request.collation { login?.collation = UInt8(truncatingIfNeeded: collation) }
+                        portability.changedUser()
+                        // A move logs in again with the handshake's one-byte collation and SHA1(password).
+                        canLogInAgain = passwordSHA1 != nil && (request.collation ?? 0) <= 0xFF
                         environment.state.update(connectionID) { $0.user = request.username }
                         logger[metadataKey: "user"] = "\(request.username)"
                         write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)

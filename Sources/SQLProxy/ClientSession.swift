@@ -36,6 +36,9 @@ final class ClientSession: ChannelInboundHandler {
         /// The client is authenticated; the backend login runs. The OK is held until it succeeds.
         case connectingBackend(ok: MySQLPacket, login: ServerHandshakeStateMachine.Login)
         case command
+        /// Between statements, the session moves to a new server connection (`ClientSession+Move`); the
+        /// client's next command waits in `inbound`.
+        case movingBackend(reason: String)
         case closed
     }
 
@@ -86,6 +89,17 @@ final class ClientSession: ChannelInboundHandler {
         var nextSequenceID: UInt8 = 0
         var raw = ByteBuffer()
     }
+    /// What the backend login in progress (or the next attempt) uses.
+    var backendLoginRequest: BackendLoginRequest?
+    /// Until when opening a backend connection is retried while no primary is known or it cannot be
+    /// reached (`proxy.failover_hold`); set by the first attempt, cleared on success.
+    var backendDeadline: NIODeadline?
+    /// Whether the session could continue on another server connection.
+    var portability = SessionPortability()
+    /// The proxy can log in again as the session's user without the client: a `mysql_native_password`
+    /// login (the proxy holds SHA1(password)) or no password. Not after a `client_ed25519` login.
+    var canLogInAgain = false
+
     /// The greeting's scramble; `COM_CHANGE_USER` answers it again.
     var scramble: [UInt8] = []
     /// A `COM_CHANGE_USER` in progress (the relay is paused while it runs).
@@ -216,8 +230,8 @@ final class ClientSession: ChannelInboundHandler {
             readHandshake(context: context)
         case .command:
             readCommands(context: context)
-        case .connectingBackend:
-            break  // a well-behaved client waits for the OK; anything it sends early is read afterwards
+        case .connectingBackend, .movingBackend:
+            break  // read once the backend is logged in (a well-behaved client waits for the login's OK)
         case .closed:
             inbound.clear()
         }
@@ -335,11 +349,12 @@ final class ClientSession: ChannelInboundHandler {
                 // The proxy cannot sign for the user: the server's own challenge goes to the client, whose
                 // signature the proxy verifies with the stored public key before handing it on.
                 self.startBackendLogin(
-                    username: response.username, database: response.database,
-                    capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
-                    collation: response.collation,
-                    attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
-                    passwordSHA1: nil, failureSequenceID: machine.nextSequenceID)
+                    BackendLoginRequest(
+                        username: response.username, database: response.database,
+                        capabilities: response.capabilities.negotiated(with: machine.settings.capabilities),
+                        collation: response.collation,
+                        attributes: Dictionary(response.attributes, uniquingKeysWith: { _, last in last }),
+                        passwordSHA1: nil, failureSequenceID: machine.nextSequenceID))
                 return
             }
             var credential = account.flatMap(Self.credential)
@@ -394,7 +409,7 @@ final class ClientSession: ChannelInboundHandler {
     // MARK: command phase
 
     func readCommands(context: ChannelHandlerContext) {
-        guard let backend else { return }
+        guard inbound.readableBytes > 0, backendReadyForNextCommand(), let backend else { return }
         var wrote = false
         do {
             while case .command = phase, changeUser == nil || isAwaitingClientAnswer {
@@ -441,18 +456,6 @@ final class ClientSession: ChannelInboundHandler {
             return false
         }
         environment.metrics.command(byte)
-        if pending.isEmpty, let primary = environment.state.primary, primary != backend.server {
-            // The session's state (transaction, prepared statements, variables) lives on the old primary;
-            // moving it silently could change what the client's statements mean. End it clearly instead.
-            logger.notice(
-                "primary moved; ending the session",
-                metadata: ["from": "\(backend.server.name)", "to": "\(primary.name)"])
-            refuse(
-                errno: 1927, sqlState: "70100",
-                "Connection was killed: the primary moved from \(backend.server.name) to \(primary.name); reconnect",
-                sequenceID: 1)
-            return false
-        }
         guard let command = Command(rawValue: byte) else {
             reply(errno: 1047, sqlState: "08S01", "Unknown command", sequenceID: 1)
             return false
@@ -497,6 +500,7 @@ final class ClientSession: ChannelInboundHandler {
         default:
             break
         }
+        portability.commandSent(command, payload: packet.payload)
         if let wire, !rewritten, compression == nil {
             backend.channel.write(wire, promise: nil)  // the client's bytes as they came: no copy
         } else {
@@ -514,6 +518,8 @@ final class ClientSession: ChannelInboundHandler {
         if let target = environment.state.session(id), let thread = target.backendThreadID,
             target.backend == backend.server
         {
+            // When its server connection goes, that session must end with it rather than move.
+            environment.state.update(id) { $0.killRequested = true }
             return thread
         }
         reply(errno: 1094, sqlState: "HY000", "Unknown thread id: \(id)", sequenceID: 1)
@@ -554,9 +560,10 @@ final class ClientSession: ChannelInboundHandler {
                 switch pending[pending.startIndex].serverPacket(prefix: prefix, length: packet.length) {
                 case .inProgress:
                     break
-                case .finished:
+                case .finished(let status):
                     pending.removeFirst()
                     atResponseStart = true
+                    portability.responseFinished(status: status)
                 case .localInfileRequested:
                     sendingLocalFile = true
                     nextBackendSequenceID = packet.sequenceID &+ 1
@@ -588,7 +595,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     func backendClosed() {
-        guard case .command = phase else { return }
+        guard case .command = phase, !backendLostBetweenStatements() else { return }
         logger.notice(
             "backend connection lost; closing the client session",
             metadata: ["server": "\(backend?.server.name ?? "?")", "pending_responses": "\(pending.count)"])

@@ -18,6 +18,10 @@ public final class ProxyMetrics: Sendable {
         /// TLS hops moved to the fast path after login, and hops that stayed on NIOSSL.
         public var tlsFastPathHops: Int
         public var tlsFastPathUnavailable: Int
+        /// Sessions moved to a new server connection between statements (primary moved, connection lost),
+        /// and sessions ended because they could not move.
+        public var sessionsMoved: Int
+        public var sessionsNotMoved: Int
     }
 
     private let factory: any MetricsFactory
@@ -44,6 +48,8 @@ public final class ProxyMetrics: Sendable {
     private let failedLoginsTotal = Atomic<Int>(0)
     private let tlsFastPathHops = Atomic<Int>(0)
     private let tlsFastPathUnavailable = Atomic<Int>(0)
+    private let sessionsMoved = Atomic<Int>(0)
+    private let sessionsNotMoved = Atomic<Int>(0)
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -125,7 +131,19 @@ public final class ProxyMetrics: Sendable {
             errorsTotal: errorsTotal.load(ordering: .relaxed),
             failedLogins: failedLoginsTotal.load(ordering: .relaxed),
             tlsFastPathHops: tlsFastPathHops.load(ordering: .relaxed),
-            tlsFastPathUnavailable: tlsFastPathUnavailable.load(ordering: .relaxed))
+            tlsFastPathUnavailable: tlsFastPathUnavailable.load(ordering: .relaxed),
+            sessionsMoved: sessionsMoved.load(ordering: .relaxed),
+            sessionsNotMoved: sessionsNotMoved.load(ordering: .relaxed))
+    }
+
+    /// A session whose server connection went away between statements: moved to a new one, or ended.
+    func sessionMove(moved: Bool) {
+        if moved {
+            sessionsMoved.add(1, ordering: .relaxed)
+        } else {
+            sessionsNotMoved.add(1, ordering: .relaxed)
+        }
+        counter("switchyard_proxy_session_moves_total", ("result", moved ? "moved" : "ended")).increment()
     }
 
     /// A TLS hop after login: switched to the fast path, or kept on NIOSSL.

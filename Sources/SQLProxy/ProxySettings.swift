@@ -33,6 +33,9 @@ public struct ProxySettings: Sendable {
     public var authThrottleMaxFailures = 0
     public var authThrottleWindow: Duration = .seconds(60)
     public var backendConnectTimeout: Duration = .seconds(5)
+    /// While no primary is known or it cannot be reached (a failover), logins and statements that need a
+    /// new server connection wait up to this long instead of failing.
+    public var failoverHold: Duration = .seconds(10)
 
     public init() {}
 

@@ -19,6 +19,9 @@ public final class ProxyState: Sendable {
         public var eventLoop: any EventLoop
         public var backend: ServerIdentity?
         public var backendThreadID: UInt32?
+        /// A KILL through the proxy named this session: when its server connection goes, the session ends
+        /// with it instead of moving to a new connection.
+        public var killRequested = false
         public var close: @Sendable () -> Void
     }
 

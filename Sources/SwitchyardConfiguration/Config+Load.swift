@@ -174,7 +174,7 @@ extension Config {
             allowed: [
                 "enabled", "listen", "routing", "tls", "require_tls", "backend_tls", "max_connections",
                 "handshake_timeout", "max_packet_size", "allowed_networks", "users", "account_refresh_interval",
-                "auth_throttle", "backend_connect_timeout", "tls_fast_path", "threads",
+                "auth_throttle", "backend_connect_timeout", "tls_fast_path", "threads", "failover_hold",
             ])
         var proxy = Proxy()
         let enabled = reader.bool(fields["enabled"], "proxy.enabled") ?? true
@@ -211,6 +211,10 @@ extension Config {
             max: .seconds(300))
         {
             proxy.backendConnectTimeout = value
+        }
+        if let value = reader.duration(fields["failover_hold"], "proxy.failover_hold", min: .zero, max: .seconds(3600))
+        {
+            proxy.failoverHold = value
         }
         if let value = reader.int(fields["max_packet_size"], "proxy.max_packet_size", in: 1024...(1 << 30)) {
             proxy.maxPacketSize = value

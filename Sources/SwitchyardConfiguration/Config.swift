@@ -137,6 +137,9 @@ extension Config {
         public var authThrottleMaxFailures = 0
         public var authThrottleWindow: Duration = .seconds(60)
         public var backendConnectTimeout: Duration = .seconds(5)
+        /// How long logins and statements that need a new server connection wait for a reachable primary
+        /// (during a failover) before they fail.
+        public var failoverHold: Duration = .seconds(10)
     }
 }
 

@@ -118,6 +118,7 @@ public struct Controller: Sendable {
         settings.authThrottleMaxFailures = proxy.authThrottleMaxFailures
         settings.authThrottleWindow = proxy.authThrottleWindow
         settings.backendConnectTimeout = proxy.backendConnectTimeout
+        settings.failoverHold = proxy.failoverHold
 
         let currentPrimary: @Sendable () async -> ProxyService.Primary? = {
             let snapshot = await store.snapshot(nowMicros: WallClock.system.nowMicros())

@@ -46,6 +46,7 @@ struct ProxyConfigTests {
         #expect(proxy.authThrottleMaxFailures == 0)
         #expect(proxy.allowedNetworks.isEmpty)
         #expect(proxy.tlsFastPath && proxy.threads == nil)
+        #expect(proxy.failoverHold == .seconds(10))
         #expect(try parse("proxy:\n  enabled: false\n").proxy == nil)
     }
 
@@ -71,10 +72,12 @@ struct ProxyConfigTests {
                   auth_throttle: {max_failures: 5, window: 30s}
                   tls_fast_path: false
                   threads: 3
+                  failover_hold: 0s
 
                 """
             ).proxy)
         #expect(!proxy.tlsFastPath && proxy.threads == 3)
+        #expect(proxy.failoverHold == .zero)
         #expect(proxy.host == "0.0.0.0" && proxy.port == 7000)
         #expect(proxy.certFile == "/etc/switchyard/tls/proxy.pem" && proxy.keyFile == "/keys/proxy.key")
         #expect(proxy.requireTLS && proxy.backendTLS == .verifyCA)
@@ -100,12 +103,14 @@ struct ProxyConfigTests {
               max_conections: 5
               tls_fast_path: sometimes
               threads: 0
+              failover_hold: forever
 
             """)
         let paths = Set(found.map(\.path))
         #expect(paths.isSuperset(of: ["proxy.listen", "proxy.allowed_networks[0]", "proxy.routing"]))
         #expect(paths.contains("proxy.users.app.allowed_networks[0]"))
         #expect(paths.contains("proxy.tls_fast_path") && paths.contains("proxy.threads"))
+        #expect(paths.contains("proxy.failover_hold"))
         #expect(found.contains { $0.path == "proxy.max_conections" && $0.message.contains("max_connections") })
     }
 

@@ -1,0 +1,139 @@
+import Logging
+import MySQLWire
+import NIOCore
+import Topology
+
+/// Moving a session to a new server connection between statements: when the primary moved, or when the
+/// session's server connection was lost. Only a portable session moves (`SessionPortability`: nothing on
+/// the old connection that a fresh login as the same user, database and character set would not
+/// recreate, and an account the proxy can log in again for); the client's next command then runs on the
+/// new connection and the client cannot tell. Any other session ends with a clear error at its next
+/// command, never with a silent change of session state. While no primary is known or it cannot be
+/// reached, the move waits up to `proxy.failover_hold`.
+extension ClientSession {
+    /// Before the client's next command: whether it can go to the session's backend now. When the primary
+    /// moved or the backend connection was lost, a portable session starts moving (the command waits in
+    /// `inbound`) and any other ends; both return false.
+    func backendReadyForNextCommand() -> Bool {
+        guard case .command = phase, pending.isEmpty, changeUser == nil, !sendingLocalFile else {
+            return backend != nil
+        }
+        let reason: String
+        if let backend {
+            guard let primary = environment.state.primary, primary != backend.server else { return true }
+            reason = "the primary moved from \(backend.server.name) to \(primary.name)"
+        } else {
+            reason = "its server connection was lost"
+        }
+        if let obstacle = moveObstacle {
+            endUnmovable(reason, obstacle: obstacle)
+        } else {
+            startMove(reason)
+        }
+        return false
+    }
+
+    /// Why the session cannot move to a new server connection, or nil when it can.
+    var moveObstacle: String? {
+        if let obstacle = portability.obstacle { return obstacle }
+        if !canLogInAgain { return "the account logs in with client_ed25519, which only the client can answer" }
+        if environment.state.session(connectionID)?.killRequested == true { return "it was named by a KILL" }
+        return nil
+    }
+
+    /// The session's backend connection closed while no command was running: a portable session keeps its
+    /// client and moves at the next command; any other session ends now. Returns whether it stays.
+    func backendLostBetweenStatements() -> Bool {
+        guard case .command = phase, pending.isEmpty, changeUser == nil, !sendingLocalFile, moveObstacle == nil
+        else { return false }
+        logger.notice(
+            "server connection lost between statements; the session moves at its next command",
+            metadata: ["server": "\(backend?.server.name ?? "?")"])
+        backend = nil
+        environment.state.update(connectionID) {
+            $0.backend = nil
+            $0.backendThreadID = nil
+        }
+        return true
+    }
+
+    func startMove(_ reason: String) {
+        guard let context, let login else { return }
+        if let backend {
+            self.backend = nil
+            backend.handler.detachFromSession(channel: backend.channel)
+        }
+        environment.state.update(connectionID) {
+            $0.backend = nil
+            $0.backendThreadID = nil
+        }
+        heldBackend = nil
+        scanner = PacketStreamScanner()
+        atResponseStart = true
+        phase = .movingBackend(reason: reason)
+        logger.notice("moving the session to a new server connection", metadata: ["reason": "\(reason)"])
+        let settings = environment.settings
+        handshakeTimeout?.cancel()
+        handshakeTimeout = context.eventLoop.scheduleTask(
+            in: .init(settings.failoverHold + settings.backendConnectTimeout + .seconds(1))
+        ) { [weak self] in
+            self?.handshakeTimedOut()
+        }
+        backendDeadline = nil
+        startBackendLogin(
+            BackendLoginRequest(
+                username: login.username, database: portability.database ?? login.database,
+                capabilities: login.capabilities, collation: login.collation, attributes: login.attributes,
+                passwordSHA1: login.passwordSHA1, failureSequenceID: 1))
+    }
+
+    /// The new connection is logged in: the waiting command goes there, once its TLS hop is on the fast path.
+    func backendMoved(_ session: ClientHandshakeStateMachine.Session) {
+        guard case .movingBackend(let reason) = phase, let context, let login, let backend else { return }
+        self.backend?.session = session
+        let expected = login.capabilities.subtracting(Self.perHop)
+        guard session.capabilities.isSuperset(of: expected) else {
+            moveFailed("the new server lacks capabilities the client negotiated")
+            return
+        }
+        handshakeTimeout?.cancel()
+        handshakeTimeout = nil
+        environment.state.update(connectionID) {
+            $0.backend = backend.server
+            $0.backendThreadID = session.connectionID
+        }
+        environment.metrics.sessionMove(moved: true)
+        logger.notice(
+            "session moved to a new server connection",
+            metadata: [
+                "reason": "\(reason)", "server": "\(backend.server.name)", "backend_thread": "\(session.connectionID)",
+            ])
+        if environment.tlsSecrets != nil, environment.backendTLS != nil {
+            startTLSFastPath(backend.channel, hop: "backend")
+        }
+        // After the fast-path switch (queued first on the same event loop), so it happens while the hop is quiet.
+        context.eventLoop.assumeIsolated().execute { [weak self] in
+            guard let self, case .movingBackend = self.phase, let context = self.context else { return }
+            self.phase = .command
+            self.readCommands(context: context)
+        }
+    }
+
+    /// The move did not work out: the waiting command gets an ERR and the session ends.
+    func moveFailed(_ reason: String) {
+        environment.metrics.sessionMove(moved: false)
+        logger.error("cannot move the session to a new server connection: \(reason)")
+        refuse(errno: 1927, sqlState: "70100", "Connection was killed: \(reason); reconnect", sequenceID: 1)
+    }
+
+    /// The session's backend changed under it but its state cannot follow: the waiting command gets an ERR
+    /// and the session ends.
+    func endUnmovable(_ reason: String, obstacle: String) {
+        environment.metrics.sessionMove(moved: false)
+        logger.notice("ending the session", metadata: ["reason": "\(reason)", "cannot_move_because": "\(obstacle)"])
+        refuse(
+            errno: 1927, sqlState: "70100",
+            "Connection was killed: \(reason), and the session cannot move (\(obstacle)); reconnect",
+            sequenceID: 1)
+    }
+}

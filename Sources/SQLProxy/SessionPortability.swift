@@ -1,0 +1,227 @@
+import MySQLWire
+import NIOCore
+
+/// Whether a session can continue on another server connection (a new primary, or a new connection after
+/// the old one was lost) without the client being able to tell: nothing on the old connection that a fresh
+/// login as the same user, with the same database and character set, would not recreate.
+///
+/// Conservative by design. A statement pins the session unless it is known to leave no session state
+/// behind: `SET`, `USE` by SQL, `PREPARE`, temporary tables, locks, user-variable assignments, `INSERT`
+/// (`LAST_INSERT_ID()`), prepared statements by protocol, `COM_SET_OPTION` and anything unrecognised all
+/// pin it. An open transaction or autocommit off (from the server's status flags, not guessed from SQL)
+/// holds it only while it lasts. `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable
+/// again; `COM_INIT_DB` is replayed as the login's database.
+struct SessionPortability: Sendable, Hashable {
+    /// Why the session cannot move, from the first statement that left state behind.
+    private(set) var pinnedBy: String?
+    /// The last response's status flags said a transaction is open or autocommit is off.
+    private(set) var inTransaction = false
+    /// The database the session uses when `COM_INIT_DB` changed it; nil: the login's.
+    private(set) var database: String?
+    /// Commands sent and not yet answered whose answer matters here, oldest first.
+    private var awaiting: [Awaited] = []
+
+    private enum Awaited: Sendable, Hashable {
+        case initDB(String)
+        case reset
+        case other
+    }
+
+    /// Why the session cannot move right now, or nil when it can.
+    var obstacle: String? {
+        if let pinnedBy { return pinnedBy }
+        return inTransaction ? "a transaction is open (or autocommit is off)" : nil
+    }
+
+    /// A command is sent to the server. `payload` is the whole command packet (command byte first).
+    mutating func commandSent(_ command: Command, payload: ByteBuffer) {
+        switch command {
+        case .initDB:
+            var name = payload
+            name.moveReaderIndex(forwardBy: 1)
+            awaiting.append(.initDB(name.readString(length: name.readableBytes) ?? ""))
+            return
+        case .resetConnection:
+            awaiting.append(.reset)
+            return
+        case .query:
+            if pinnedBy == nil, let reason = StatementClassifier.sessionStateChange(payload) { pinnedBy = reason }
+        case .ping, .statistics, .processInfo, .processKill, .fieldList, .debug, .sleep, .time, .quit:
+            break
+        case .statementPrepare, .statementExecute, .statementSendLongData, .statementClose, .statementReset,
+            .statementFetch, .statementBulkExecute:
+            if pinnedBy == nil { pinnedBy = "prepared statements" }
+        default:
+            if pinnedBy == nil { pinnedBy = "command \(command)" }
+        }
+        if ResponseTracker.expectsResponse(command) { awaiting.append(.other) }
+    }
+
+    /// The server finished answering the oldest command that expects an answer; `status` is nil after an ERR.
+    mutating func responseFinished(status: StatusFlags?) {
+        let awaited = awaiting.isEmpty ? .other : awaiting.removeFirst()
+        guard let status else { return }
+        inTransaction = status.contains(.inTransaction) || !status.contains(.autocommit)
+        switch awaited {
+        case .initDB(let name): database = name
+        case .reset: pinnedBy = nil
+        case .other: break
+        }
+    }
+
+    /// The session now belongs to another user (a successful `COM_CHANGE_USER`): a fresh session whose
+    /// database is the login's.
+    mutating func changedUser() {
+        self = SessionPortability()
+    }
+}
+
+/// Reads just enough of a `COM_QUERY` to tell whether the statement may leave session state behind.
+enum StatementClassifier {
+    /// Statements longer than this are not scanned: they pin the session.
+    static let maximumLength = 64 * 1024
+
+    /// Nil when the statement certainly leaves no session state; otherwise a short reason.
+    /// `payload` is the COM_QUERY packet: the command byte, then the statement.
+    static func sessionStateChange(_ payload: ByteBuffer) -> String? {
+        guard payload.readableBytes <= maximumLength + 1 else { return "a statement too long to classify" }
+        return payload.withUnsafeReadableBytes { raw in
+            classify(UnsafeRawBufferPointer(rebasing: raw.dropFirst()))
+        }
+    }
+
+    /// First words that leave no session state by themselves (what follows is still checked).
+    private static let statelessLeaders: [StaticString] = [
+        "select", "show", "describe", "desc", "explain", "values", "table", "with", "update", "delete",
+        "begin", "start", "commit", "rollback", "help",
+    ]
+
+    /// Words that, anywhere in a statement, may leave state behind (a variable, a lock, a sequence value,
+    /// the last insert id).
+    private static let statefulWords: [StaticString] = [
+        "into", "get_lock", "last_insert_id", "nextval", "lastval", "setval", "next", "previous",
+    ]
+
+    static func classify(_ text: UnsafeRawBufferPointer) -> String? {
+        var scanner = Scanner(text: text)
+        guard let first = scanner.nextWord() else {
+            return scanner.sawExecutableComment ? "an executable comment" : nil
+        }
+        guard statelessLeaders.contains(where: { equalsIgnoringCase(first, $0) }) else {
+            return "a \(String(decoding: first.prefix(24), as: UTF8.self).uppercased()) statement"
+        }
+        while let word = scanner.nextWord() {
+            if let match = statefulWords.first(where: { equalsIgnoringCase(word, $0) }) {
+                return "\(match) in a statement"
+            }
+        }
+        if scanner.sawAssignment { return "a variable assignment (:=)" }
+        if scanner.sawSecondStatement { return "several statements in one query" }
+        if scanner.sawExecutableComment { return "an executable comment" }
+        return nil
+    }
+
+    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
+        guard bytes.count == word.utf8CodeUnitCount else { return false }
+        let expected = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            if lowered != expected[index] { return false }
+        }
+        return true
+    }
+
+    /// Words outside strings, quoted identifiers and comments, noting `:=`, a `;` followed by more
+    /// code, and executable comments on the way.
+    private struct Scanner {
+        let text: UnsafeRawBufferPointer
+        var index = 0
+        var sawAssignment = false
+        var sawSecondStatement = false
+        var sawExecutableComment = false
+        private var sawSemicolon = false
+
+        init(text: UnsafeRawBufferPointer) { self.text = text }
+
+        private static func isWordByte(_ byte: UInt8) -> Bool {
+            byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
+                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+        }
+
+        private func peek(_ offset: Int) -> UInt8? {
+            offset < text.count ? text[offset] : nil
+        }
+
+        mutating func nextWord() -> UnsafeRawBufferPointer? {
+            let count = text.count
+            while index < count {
+                let byte = text[index]
+                switch byte {
+                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0B, 0x0C:
+                    index += 1
+                    continue
+                case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"):
+                    skipQuoted(byte)
+                case UInt8(ascii: "/") where peek(index + 1) == UInt8(ascii: "*"):
+                    if peek(index + 2) == UInt8(ascii: "!")
+                        || (peek(index + 2) == UInt8(ascii: "M") && peek(index + 3) == UInt8(ascii: "!"))
+                    {
+                        sawExecutableComment = true
+                    }
+                    index += 2
+                    while index < count && !(text[index] == UInt8(ascii: "*") && peek(index + 1) == UInt8(ascii: "/")) {
+                        index += 1
+                    }
+                    index += 2
+                case UInt8(ascii: "#"):
+                    while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
+                case UInt8(ascii: "-")
+                where peek(index + 1) == UInt8(ascii: "-")
+                    && [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r")].contains(
+                        peek(index + 2) ?? 0):
+                    while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
+                case UInt8(ascii: ";"):
+                    sawSemicolon = true
+                    index += 1
+                    continue
+                case UInt8(ascii: ":") where peek(index + 1) == UInt8(ascii: "="):
+                    sawAssignment = true
+                    index += 2
+                default:
+                    if Self.isWordByte(byte) {
+                        let start = index
+                        while index < count && Self.isWordByte(text[index]) { index += 1 }
+                        if sawSemicolon { sawSecondStatement = true }
+                        return UnsafeRawBufferPointer(rebasing: text[start..<index])
+                    }
+                    index += 1
+                }
+                if sawSemicolon { sawSecondStatement = true }
+            }
+            return nil
+        }
+
+        private mutating func skipQuoted(_ quote: UInt8) {
+            let count = text.count
+            index += 1
+            while index < count {
+                if text[index] == UInt8(ascii: "\\") && quote != UInt8(ascii: "`") {
+                    index += 2
+                    continue
+                }
+                if text[index] == quote {
+                    if peek(index + 1) == quote {
+                        index += 2
+                        continue
+                    }
+                    break
+                }
+                index += 1
+            }
+            index += 1
+        }
+    }
+}

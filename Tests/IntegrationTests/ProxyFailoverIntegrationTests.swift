@@ -1,0 +1,187 @@
+import Foundation
+import SQLProxy
+import Sandbox
+import SwitchyardConfiguration
+import SwitchyardServer
+import Testing
+import Topology
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A PyMySQL session through the proxy that stays open while the cluster changes under it: it connects,
+/// runs its `mode`'s opening statement, then for each round N waits for the file `<go>.N` and runs
+/// `SELECT @@port`, logging `started N`, then `ran N <port>` or `error N <errno>` (and stops at an error).
+struct LongSession {
+    let pid: Int32
+    let log: String
+    let go: String
+
+    /// `portable`: nothing but SELECTs (autocommit on); `variable`: sets a user variable first;
+    /// `autocommit-off`: PyMySQL's default, which sends `SET AUTOCOMMIT = 0`.
+    static func start(_ proxy: ProxyFixture, mode: String) throws -> LongSession {
+        let directory = proxy.cluster.manifest.directory
+        let log = "\(directory)/session-\(mode).log"
+        let go = "\(directory)/go-\(mode)"
+        let pid = try ChildProcess.launch(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import os, sys, time, pymysql
+                port, password, ca, go, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+                c = pymysql.connect(host='127.0.0.1', port=port, user='app', password=password, database='appdb',
+                                    ssl={'ca': ca}, autocommit=(mode != 'autocommit-off'))
+                c.cursor().execute('SET @x = 1' if mode == 'variable' else 'SELECT 1')
+                print('connected', flush=True)
+                for n in range(1, 10):
+                    while not os.path.exists(f'{go}.{n}'):
+                        time.sleep(0.02)
+                    print('started', n, flush=True)
+                    try:
+                        cursor = c.cursor()
+                        cursor.execute('SELECT @@port')
+                        print('ran', n, cursor.fetchone()[0], flush=True)
+                    except pymysql.err.MySQLError as e:
+                        print('error', n, e.args[0], flush=True)
+                        break
+                """,
+                "\(proxy.port)", try proxy.appPassword, proxy.cluster.manifest.caFile, go, mode,
+            ], logFile: log)
+        return LongSession(pid: pid, log: log, go: go)
+    }
+
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    func said(_ text: String) -> Bool { output.contains(text) }
+
+    /// Lets round `n` run.
+    func go(_ n: Int) { FileManager.default.createFile(atPath: "\(go).\(n)", contents: Data()) }
+
+    func waitForAnswer(_ n: Int, deadline: Duration = .seconds(10)) async throws {
+        try await poll("round \(n) of \(log) answered", deadline: deadline) {
+            said("ran \(n) ") || said("error \(n) ")
+        }
+    }
+
+    func stop() {
+        kill(pid, SIGKILL)
+        _ = ChildProcess.waitForExit(pid)
+    }
+}
+
+extension IntegrationTests {
+    /// Manual switchover: s1 read-only, s2 promoted, s1 replicates from s2.
+    private func switchOver(_ cluster: ClusterFixture) async throws {
+        let s2 = cluster.instance("s2").port
+        let replicationPassword = try cluster.manifest.password("replication")
+        try await cluster.rootSQL("s1", "SET GLOBAL read_only = ON")
+        try await poll("s2 caught up", deadline: .seconds(10)) {
+            let s1 = try await cluster.rootSQL("s1", "SELECT @@gtid_binlog_pos")
+            let s2 = try await cluster.rootSQL("s2", "SELECT @@gtid_slave_pos")
+            return s1 == s2
+        }
+        try await cluster.rootSQL("s2", "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        try await cluster.rootSQL(
+            "s1",
+            """
+            CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=\(s2), MASTER_USER='repl',
+              MASTER_PASSWORD='\(replicationPassword)', MASTER_USE_GTID=slave_pos, MASTER_SSL=1,
+              MASTER_SSL_CA='\(cluster.manifest.caFile)', MASTER_SSL_VERIFY_SERVER_CERT=1;
+            START SLAVE;
+            """)
+    }
+
+    @Test(
+        "Proxy follows the primary: after a switchover new connections and portable open sessions run on the new primary; sessions with state end clearly"
+    )
+    func proxyFollowsPrimary() async throws {
+        try await ClusterFixture.with(servers: 2) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                let before = try await proxy.mariadb("SELECT @@port")
+                #expect(
+                    before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(cluster.instance("s1").port)")
+                // Sessions opened on s1 stay open across the switchover, then run one more statement.
+                let sessions = try ["portable", "variable", "autocommit-off"].map {
+                    try LongSession.start(proxy, mode: $0)
+                }
+                defer { sessions.forEach { $0.stop() } }
+                for session in sessions {
+                    try await poll("\(session.log) is connected", deadline: .seconds(10)) { session.said("connected") }
+                }
+                try await switchOver(cluster)
+                try await poll("the proxy routes to s2", deadline: .seconds(10)) {
+                    proxy.controller.proxy?.state.primary?.name == "s2"
+                }
+                let s2 = cluster.instance("s2").port
+                let after = try await proxy.mariadb(
+                    "CREATE TABLE IF NOT EXISTS appdb.moved (id INT PRIMARY KEY); INSERT INTO appdb.moved VALUES (1); SELECT @@port"
+                )
+                #expect(after.status == 0, "\(after.stderr)")
+                #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(s2)")
+                for session in sessions {
+                    session.go(1)
+                    try await session.waitForAnswer(1)
+                }
+                // Nothing but SELECTs: the session moves to s2 and the client cannot tell.
+                #expect(sessions[0].said("ran 1 \(s2)"), "\(sessions[0].output)")
+                // A user variable or autocommit off would be lost: a clear error instead of running on s2.
+                #expect(sessions[1].said("error 1 1927"), "\(sessions[1].output)")
+                #expect(sessions[2].said("error 1 1927"), "\(sessions[2].output)")
+                let totals = try #require(proxy.controller.proxy).metrics.totals()
+                #expect(totals.sessionsMoved == 1 && totals.sessionsNotMoved == 2, "\(totals)")
+            }
+        }
+    }
+
+    @Test(
+        "Proxy survives a failover: a portable session whose server connection is lost continues on a new one; its statement waits out the promotion (failover_hold)"
+    )
+    func proxySurvivesFailover() async throws {
+        try await ClusterFixture.with(servers: 2) { cluster in
+            try await ProxyFixture.with(cluster, { $0.proxy?.failoverHold = .seconds(30) }) { proxy in
+                let (s1, s2) = (cluster.instance("s1"), cluster.instance("s2"))
+                let portable = try LongSession.start(proxy, mode: "portable")
+                let variable = try LongSession.start(proxy, mode: "variable")
+                defer {
+                    portable.stop()
+                    variable.stop()
+                }
+                for session in [portable, variable] {
+                    try await poll("\(session.log) is connected", deadline: .seconds(10)) { session.said("connected") }
+                }
+                // The server ends both sessions' connections (an administrator's KILL, a restart): the
+                // portable session logs in again on s1 at its next statement; the other one has ended.
+                let threads = try await cluster.rootSQL(
+                    "s1", "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+                for thread in threads.split(separator: ",") {
+                    _ = try await cluster.rootSQL("s1", "KILL \(thread)")
+                }
+                try await poll("the proxy ended the session that cannot move", deadline: .seconds(10)) {
+                    try #require(proxy.controller.proxy).state.sessionCount == 1
+                }
+                portable.go(1)
+                variable.go(1)
+                try await portable.waitForAnswer(1)
+                try await variable.waitForAnswer(1)
+                #expect(portable.said("ran 1 \(s1.port)"), "\(portable.output)")
+                #expect(variable.said("error 1 "), "\(variable.output)")
+
+                // s1 crashes. The session's next statement waits while the proxy finds no reachable
+                // primary, then runs on s2 once it is promoted.
+                #expect(ProcessControl.signal(s1.pid, SIGKILL, marker: s1.defaultsFile))
+                try await poll("the proxy saw the connection go", deadline: .seconds(10)) {
+                    try #require(proxy.controller.proxy).state.allSessions().allSatisfy { $0.backend == nil }
+                }
+                portable.go(2)
+                try await poll("round 2 started", deadline: .seconds(10)) { portable.said("started 2") }
+                try await cluster.rootSQL("s2", "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+                try await portable.waitForAnswer(2, deadline: .seconds(30))
+                #expect(portable.said("ran 2 \(s2.port)"), "\(portable.output)")
+                let totals = try #require(proxy.controller.proxy).metrics.totals()
+                #expect(totals.sessionsMoved == 2, "\(totals)")
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import MySQLWire
+import NIOCore
+import Testing
+
+@testable import SQLProxy
+
+@Suite struct SessionPortabilityTests {
+    private func query(_ sql: String) -> ByteBuffer {
+        var payload = ByteBuffer()
+        payload.writeInteger(Command.query.rawValue)
+        payload.writeString(sql)
+        return payload
+    }
+
+    private func classify(_ sql: String) -> String? {
+        StatementClassifier.sessionStateChange(query(sql))
+    }
+
+    private let autocommit: StatusFlags = [.autocommit]
+
+    @Test("Statements that leave no session state behind keep a session portable")
+    func statelessStatements() {
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id=5", "  select 1", "(SELECT 1) UNION (SELECT 2)",
+            "/* comment */ SELECT 1", "-- note\nSELECT 1", "# note\nSELECT 1", "SELECT 'SET @a := 1', `into`",
+            "SELECT \"GET_LOCK('x', 1)\"", "SHOW TABLES", "DESCRIBE t", "EXPLAIN SELECT 1",
+            "UPDATE t SET c = c + 1 WHERE id = 3", "DELETE FROM t WHERE id = 3", "BEGIN", "START TRANSACTION",
+            "COMMIT", "ROLLBACK", "SELECT 1;", "SELECT 1 ;  ", "WITH x AS (SELECT 1) SELECT * FROM x",
+            "SELECT @@port, @@session.sql_mode", "SELECT @a = 1",
+        ] {
+            #expect(classify(sql) == nil, "\(sql)")
+        }
+    }
+
+    @Test("Statements that may leave session state behind pin the session, with a reason")
+    func statefulStatements() {
+        for sql in [
+            "SET @a = 1", "set names latin1", "SET autocommit = 0", "USE appdb", "PREPARE s FROM 'SELECT 1'",
+            "CREATE TEMPORARY TABLE t (a INT)", "LOCK TABLES t READ", "SELECT GET_LOCK('x', 0)",
+            "SELECT @b := 5", "SELECT c INTO @v FROM t LIMIT 1", "INSERT INTO t VALUES (1)",
+            "REPLACE INTO t VALUES (1)", "SELECT LAST_INSERT_ID(7)", "UPDATE t SET id = LAST_INSERT_ID(id + 1)",
+            "SELECT NEXTVAL(s)", "SELECT NEXT VALUE FOR s", "SELECT 1; SET @a = 1", "SELECT 1; SELECT 2",
+            "/*!40101 SET NAMES utf8 */", "SELECT 1 /*!, @a := 2 */", "CALL p()", "DO GET_LOCK('x', 0)",
+            "XA START 'x'", String(repeating: "SELECT 1 ", count: 10_000),
+        ] {
+            #expect(classify(sql) != nil, "\(sql.prefix(60))")
+        }
+        #expect(classify("SET @a = 1") == "a SET statement")
+        #expect(classify("SELECT GET_LOCK('x', 0)") == "get_lock in a statement")
+    }
+
+    @Test("A pin lasts until COM_RESET_CONNECTION is answered OK or the user changes")
+    func pinsAndResets() {
+        var session = SessionPortability()
+        session.commandSent(.query, payload: query("SELECT 1"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil)
+
+        session.commandSent(.query, payload: query("SET @a = 1"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == "a SET statement")
+        session.commandSent(.query, payload: query("SELECT 1"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == "a SET statement", "the first reason stays")
+
+        var reset = ByteBuffer()
+        reset.writeInteger(Command.resetConnection.rawValue)
+        session.commandSent(.resetConnection, payload: reset)
+        session.responseFinished(status: nil)  // an ERR resets nothing
+        #expect(session.obstacle != nil)
+        session.commandSent(.resetConnection, payload: reset)
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil)
+
+        var prepare = ByteBuffer()
+        prepare.writeInteger(Command.statementPrepare.rawValue)
+        prepare.writeString("SELECT ?")
+        session.commandSent(.statementPrepare, payload: prepare)
+        #expect(session.obstacle == "prepared statements")
+        session.changedUser()
+        #expect(session.obstacle == nil)
+    }
+
+    @Test("A transaction or autocommit off holds the session only while the status flags say so")
+    func transactions() {
+        var session = SessionPortability()
+        session.commandSent(.query, payload: query("BEGIN"))
+        session.responseFinished(status: [.autocommit, .inTransaction])
+        #expect(session.obstacle == "a transaction is open (or autocommit is off)")
+        session.commandSent(.query, payload: query("SELECT 1"))
+        session.responseFinished(status: nil)  // an ERR keeps what was known
+        #expect(session.obstacle != nil)
+        session.commandSent(.query, payload: query("COMMIT"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil)
+        session.commandSent(.query, payload: query("SELECT 1"))
+        session.responseFinished(status: [])  // autocommit off (e.g. set by an init command)
+        #expect(session.obstacle != nil)
+    }
+
+    @Test("COM_INIT_DB is replayed as the database; in order with pipelined commands; not after an ERR")
+    func initDB() {
+        var session = SessionPortability()
+        func initDB(_ name: String) -> ByteBuffer {
+            var payload = ByteBuffer()
+            payload.writeInteger(Command.initDB.rawValue)
+            payload.writeString(name)
+            return payload
+        }
+        session.commandSent(.initDB, payload: initDB("first"))
+        session.commandSent(.query, payload: query("SELECT 1"))
+        session.commandSent(.initDB, payload: initDB("missing"))
+        session.responseFinished(status: autocommit)
+        #expect(session.database == "first")
+        session.responseFinished(status: autocommit)
+        session.responseFinished(status: nil)
+        #expect(session.database == "first")
+        #expect(session.obstacle == nil)
+        var ping = ByteBuffer()
+        ping.writeInteger(Command.ping.rawValue)
+        session.commandSent(.ping, payload: ping)
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil)
+    }
+}
