@@ -55,11 +55,14 @@ import Topology
 
     @Test("An ed25519 login whose backend login fails after an auth switch gets its ERR with the next id (4, not 2)")
     func backendFailureAfterAuthSwitch() async throws {
-        // No primary is known, so the backend login for the ed25519 account fails at once.
+        // No primary is known and the failover hold is 0, so the backend login for the ed25519 account
+        // fails at once.
         let account = Account(
             user: "edu", host: "%", plugin: "ed25519", authenticationString: String(repeating: "A", count: 43))
+        var settings = ProxySettings()
+        settings.failoverHold = .zero
         let environment = ClientSession.Environment(
-            settings: ProxySettings(), state: ProxyState(), accounts: AccountDirectory { [account] }, serverTLS: nil,
+            settings: settings, state: ProxyState(), accounts: AccountDirectory { [account] }, serverTLS: nil,
             backendTLS: nil, metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"))
         let channel = try await NIOAsyncTestingChannel { channel in
             try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
