@@ -12,6 +12,13 @@ import Topology
 /// changes user with the recovered SHA1(password). An `ed25519` account is verified as at login: the proxy
 /// cannot sign for the user, so the backend's own challenge goes to the client, and the client's signature
 /// is checked against the stored public key before it is handed to the backend.
+///
+/// A refusal ends nothing, as with MariaDB (measured on 10.11): the connection keeps its old user and
+/// database, its session is reset (user variables, temporary tables, session variables and an open
+/// transaction are gone), the ERR comes after a one-second pause, and from the fourth failure on one
+/// connection every change of user gets 1047 "Unknown command". The backend does all of that itself: when the
+/// proxy refuses, it sends the backend a change of user that the backend cannot accept, and then passes the
+/// backend's ERR on to the client.
 extension ClientSession {
 
     /// What the proxy decided from the account store about a change of user.
@@ -30,14 +37,14 @@ extension ClientSession {
     var isAwaitingClientAnswer: Bool {
         switch changeUser {
         case .awaitingClientAnswer?, .awaitingClientSignature?: true
-        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, nil: false
+        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, .awaitingBackendRefusal?, nil: false
         }
     }
 
     /// The backend's packets belong to the change of user, not to the relay.
     var isAwaitingBackendChangeUser: Bool {
         switch changeUser {
-        case .awaitingBackendChallenge?, .awaitingBackend?: true
+        case .awaitingBackendChallenge?, .awaitingBackend?, .awaitingBackendRefusal?: true
         case .awaitingClientAnswer?, .awaitingClientSignature?, .verifying?, nil: false
         }
     }
@@ -54,6 +61,10 @@ extension ClientSession {
             request = try Packets.ChangeUser.decode(packet.payload, capabilities: login.capabilities)
         } catch {
             refuse(errno: 1047, sqlState: "08S01", "Malformed COM_CHANGE_USER", sequenceID: 1)
+            return
+        }
+        if isThrottled(request.username) {
+            refuseChangeUser(request, throttledError, clientSequence: 1, backend: backend)
             return
         }
         let plugin = request.authPluginName.flatMap { $0.isEmpty ? nil : $0 } ?? MySQLNativePassword().name
@@ -77,7 +88,7 @@ extension ClientSession {
         case .awaitingClientSignature(let request, let challenge, let backendSequence)?:
             verifyChangeUserSignature(
                 request, signature: answer, challenge: challenge, backendSequence: backendSequence)
-        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, nil:
+        case .verifying?, .awaitingBackendChallenge?, .awaitingBackend?, .awaitingBackendRefusal?, nil:
             break
         }
     }
@@ -110,7 +121,9 @@ extension ClientSession {
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             switch verdict {
             case .refused:
-                self.refuseChangeUser(request, usingPassword: !response.isEmpty, clientSequence: clientSequence)
+                self.refuseChangeUser(
+                    request, self.accessDenied(request, usingPassword: !response.isEmpty),
+                    clientSequence: clientSequence, backend: backend)
             case .switchToNative:
                 // Answer with our plugin and a fresh scramble; the client's next packet is its answer.
                 let fresh = Self.makeScramble()
@@ -129,7 +142,9 @@ extension ClientSession {
                 // The client already answered one AuthSwitchRequest (the account changed meanwhile): it
                 // cannot take a second one.
                 guard clientSequence == 1 else {
-                    self.refuseChangeUser(request, usingPassword: !response.isEmpty, clientSequence: clientSequence)
+                    self.refuseChangeUser(
+                        request, self.accessDenied(request, usingPassword: !response.isEmpty),
+                        clientSequence: clientSequence, backend: backend)
                     return
                 }
                 // An empty mysql_native_password answer: the server switches to client_ed25519 and sends its
@@ -153,7 +168,13 @@ extension ClientSession {
         lookup?.whenSuccess { [weak self] verified in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             guard verified else {
-                self.refuseChangeUser(request, usingPassword: !signature.isEmpty, clientSequence: 3)
+                // The backend waits for the signature: it gets one that cannot verify, and refuses.
+                self.changeUser = .awaitingBackendRefusal(
+                    request, refusal: self.accessDenied(request, usingPassword: !signature.isEmpty), clientSequence: 3)
+                self.send(
+                    MySQLPacket(sequenceID: backendSequence, payload: ByteBuffer(bytes: Self.invalidEd25519Signature)),
+                    to: backend)
+                backend.channel.flush()
                 return
             }
             self.changeUser = .awaitingBackend(request, passwordSHA1: nil, clientSequence: 3)
@@ -189,6 +210,29 @@ extension ClientSession {
         }
     }
 
+    /// The proxy refuses the change of user. The backend is sent the same change of user with an answer it
+    /// cannot accept, so that it resets the session, keeps the old user, pauses and counts the failure just
+    /// as MariaDB does for a client; `refusal` is what the client is told when the backend answers 1045.
+    func refuseChangeUser(
+        _ request: Packets.ChangeUser, _ refusal: Packets.ErrorPacket, clientSequence: UInt8, backend: Backend
+    ) {
+        changeUser = .awaitingBackendRefusal(request, refusal: refusal, clientSequence: clientSequence)
+        forwardChangeUser(request, authResponse: Self.makeScramble(), to: backend)
+    }
+
+    /// Access denied, worded as the server words it.
+    func accessDenied(_ request: Packets.ChangeUser, usingPassword: Bool) -> Packets.ErrorPacket {
+        Packets.ErrorPacket(
+            errorCode: 1045, sqlState: "28000",
+            message:
+                "Access denied for user '\(request.username)'@'\(clientAddress)' (using password: \(usingPassword ? "YES" : "NO"))"
+        )
+    }
+
+    /// A client_ed25519 answer the server always rejects as a wrong password: 64 bytes (a signature's length,
+    /// so not a handshake error) whose S half has its top bits set, which no signature check accepts.
+    static let invalidEd25519Signature: [UInt8] = Array(repeating: 0, count: 63) + [0xFF]
+
     /// The change of user as the backend gets it: the client's request with the proxy's answer.
     func forwardChangeUser(_ request: Packets.ChangeUser, authResponse: [UInt8], to backend: Backend) {
         var forwarded = request
@@ -200,17 +244,6 @@ extension ClientSession {
         forwarded.encode(into: &payload, capabilities: backend.session?.capabilities ?? [])
         send(MySQLPacket(sequenceID: 0, payload: payload), to: backend)
         backend.channel.flush()
-    }
-
-    /// Access denied, worded as the server words it; the session ends.
-    func refuseChangeUser(_ request: Packets.ChangeUser, usingPassword: Bool, clientSequence: UInt8) {
-        changeUser = nil
-        environment.metrics.failedLogin()
-        logger.notice("change user refused", metadata: ["new_user": "\(request.username)"])
-        refuse(
-            errno: 1045, sqlState: "28000",
-            "Access denied for user '\(request.username)'@'\(clientAddress)' (using password: \(usingPassword ? "YES" : "NO"))",
-            sequenceID: clientSequence)
     }
 
     /// The backend's side of a change of user: its ed25519 challenge (passed on to the client), then OK,
@@ -256,12 +289,10 @@ extension ClientSession {
                         // A move logs in again with the handshake's one-byte collation and SHA1(password).
                         canLogInAgain = passwordSHA1 != nil && (request.collation ?? 0) <= 0xFF
                         environment.state.update(connectionID) { $0.user = request.username }
+                        clearFailedLogins(request.username)
                         logger[metadataKey: "user"] = "\(request.username)"
                         write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-                        let rest = changeUserInbound
-                        changeUserInbound = ByteBuffer()
-                        if rest.readableBytes > 0 { backendRead(rest) }
-                        if inbound.readableBytes > 0, let context { readCommands(context: context) }
+                        resumeAfterChangeUser()
                         return
                     case 0xFE:
                         guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload),
@@ -281,6 +312,40 @@ extension ClientSession {
                         backendRefusedChangeUser(request, packet, clientSequence: clientSequence)
                         return
                     }
+                case .awaitingBackendRefusal(let request, let refusal, let clientSequence):
+                    switch header {
+                    case 0xFF:
+                        let serverError = try? Packets.ErrorPacket.decode(packet.payload, capabilities: [.protocol41])
+                        guard let serverError, serverError.errorCode == 1045 else {
+                            backendRefusedChangeUser(request, packet, clientSequence: clientSequence)
+                            return
+                        }
+                        var payload = ByteBuffer()
+                        refusal.encode(into: &payload, capabilities: [.protocol41])
+                        changeUserRefused(
+                            request, MySQLPacket(sequenceID: clientSequence, payload: payload),
+                            errno: refusal.errorCode)
+                        return
+                    case 0xFE where packet.sequenceID == 1:
+                        // The account uses another plugin: its request (the server's first answer, only) gets
+                        // an answer as wrong as the first one.
+                        guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload) else {
+                            throw ProxyProtocolError("malformed auth switch during a refused change of user")
+                        }
+                        let answer =
+                            switchRequest.pluginName == MariaDBEd25519().name
+                            ? Self.invalidEd25519Signature : Self.makeScramble()
+                        send(MySQLPacket(sequenceID: 2, payload: ByteBuffer(bytes: answer)), to: backend)
+                        backend.channel.flush()
+                    default:
+                        // Never keep a backend that accepted what the proxy refused.
+                        logger.error("the server did not refuse a change of user the proxy refused")
+                        var payload = ByteBuffer()
+                        refusal.encode(into: &payload, capabilities: [.protocol41])
+                        write(MySQLPacket(sequenceID: clientSequence, payload: payload), flush: true)
+                        close()
+                        return
+                    }
                 case .awaitingClientAnswer, .awaitingClientSignature, .verifying:
                     throw ProxyProtocolError("the server sent a packet nobody asked for during change user")
                 }
@@ -291,11 +356,37 @@ extension ClientSession {
         }
     }
 
-    /// The server's ERR goes to the client as is; the session ends.
+    /// The server's ERR goes to the client as is; the server kept the old user, and so does the session.
     func backendRefusedChangeUser(_ request: Packets.ChangeUser, _ packet: MySQLPacket, clientSequence: UInt8) {
+        let errno = packet.payload.getInteger(
+            at: packet.payload.readerIndex + 1, endianness: .little, as: UInt16.self)
+        changeUserRefused(
+            request, MySQLPacket(sequenceID: clientSequence, payload: packet.payload), errno: errno ?? 0)
+    }
+
+    /// The refusal goes to the client, counted as a failed login when it is 1045 (as at login); the session
+    /// carries on as the old user.
+    func changeUserRefused(_ request: Packets.ChangeUser, _ error: MySQLPacket, errno: UInt16) {
         changeUser = nil
-        logger.notice("the server refused the change of user", metadata: ["new_user": "\(request.username)"])
-        write(MySQLPacket(sequenceID: clientSequence, payload: packet.payload), flush: true)
-        close()
+        environment.metrics.error(errno)
+        if errno == 1045 {
+            environment.metrics.failedLogin()
+            recordFailedLogin(request.username)
+        }
+        logger.notice("change user refused", metadata: ["new_user": "\(request.username)", "errno": "\(errno)"])
+        // The server reset the session to its global defaults (character set included), which a fresh login
+        // with the session's own character set would not reproduce.
+        portability.pin("a refused change of user (the server reset the session to its global defaults)")
+        write(error, flush: true)
+        resumeAfterChangeUser()
+    }
+
+    /// The relay goes on: backend bytes that came after the change of user's last packet, then client
+    /// commands sent meanwhile.
+    func resumeAfterChangeUser() {
+        let rest = changeUserInbound
+        changeUserInbound = ByteBuffer()
+        if rest.readableBytes > 0 { backendRead(rest) }
+        if inbound.readableBytes > 0, let context { readCommands(context: context) }
     }
 }

@@ -120,6 +120,10 @@ final class ClientSession: ChannelInboundHandler {
         case awaitingClientSignature(Packets.ChangeUser, challenge: [UInt8], backendSequence: UInt8)
         /// The backend runs its own change of user; its final OK or ERR goes to the client as `clientSequence`.
         case awaitingBackend(Packets.ChangeUser, passwordSHA1: [UInt8]?, clientSequence: UInt8)
+        /// The proxy refused; the backend was sent a change of user it must refuse too (so that it resets the
+        /// session and keeps the old user, as MariaDB does). Its ERR goes to the client as `clientSequence`:
+        /// `refusal` in place of a 1045, any other (1047 after three failures) as it is.
+        case awaitingBackendRefusal(Packets.ChangeUser, refusal: Packets.ErrorPacket, clientSequence: UInt8)
     }
 
     init(environment: Environment) {
@@ -311,21 +315,17 @@ final class ClientSession: ChannelInboundHandler {
     func lookUpCredential(_ username: String) {
         guard case .handshake(let machine) = phase, let context else { return }
         let settings = environment.settings
-        let throttleKey = "\(username)@\(clientAddress)"
         if let networks = settings.userNetworks[username], !networks.contains(where: { $0.contains(clientAddress) }) {
             logger.notice(
                 "login refused: address not in the user's allowed networks", metadata: ["user": "\(username)"])
             deny(machine, username: username)
             return
         }
-        if environment.state.isThrottled(
-            throttleKey, max: settings.authThrottleMaxFailures, window: settings.authThrottleWindow,
-            now: .now)
-        {
-            environment.metrics.error(4151)
+        if isThrottled(username) {
+            let blocked = throttledError
+            environment.metrics.error(blocked.errorCode)
             refuse(
-                errno: 4151, sqlState: "HY000",
-                "User is blocked because of too many credential errors; retry after \(settings.authThrottleWindow)",
+                errno: blocked.errorCode, sqlState: blocked.sqlState, blocked.message,
                 sequenceID: machine.nextSequenceID)
             return
         }
@@ -370,13 +370,40 @@ final class ClientSession: ChannelInboundHandler {
             let action = machine.credentialLookedUp(credential)
             self.phase = .handshake(machine)
             if case .authenticated = action {
-                self.environment.state.clearFailedLogins(throttleKey)
+                self.clearFailedLogins(username)
             } else if case .failAndClose = action {
-                self.environment.state.recordFailedLogin(
-                    throttleKey, max: settings.authThrottleMaxFailures, now: .now)
+                self.recordFailedLogin(username)
             }
             self.perform(action)
         }
+    }
+
+    // MARK: failed-login throttling (logins and changes of user alike)
+
+    /// Whether `username` from this client has failed too often within the throttle window.
+    func isThrottled(_ username: String) -> Bool {
+        let settings = environment.settings
+        return environment.state.isThrottled(
+            "\(username)@\(clientAddress)", max: settings.authThrottleMaxFailures,
+            window: settings.authThrottleWindow, now: .now)
+    }
+
+    func recordFailedLogin(_ username: String) {
+        environment.state.recordFailedLogin(
+            "\(username)@\(clientAddress)", max: environment.settings.authThrottleMaxFailures, now: .now)
+    }
+
+    func clearFailedLogins(_ username: String) {
+        environment.state.clearFailedLogins("\(username)@\(clientAddress)")
+    }
+
+    /// What a throttled user is told (MariaDB's errno for an account blocked by `max_password_errors`).
+    var throttledError: Packets.ErrorPacket {
+        Packets.ErrorPacket(
+            errorCode: 4151, sqlState: "HY000",
+            message:
+                "User is blocked because of too many credential errors; retry after \(environment.settings.authThrottleWindow)"
+        )
     }
 
     /// Answers as for a wrong password.

@@ -69,6 +69,11 @@ struct SessionPortability: Sendable, Hashable {
         }
     }
 
+    /// Something outside the statements pinned the session (kept until a reset or change of user).
+    mutating func pin(_ reason: String) {
+        if pinnedBy == nil { pinnedBy = reason }
+    }
+
     /// The session now belongs to another user (a successful `COM_CHANGE_USER`): a fresh session whose
     /// database is the login's.
     mutating func changedUser() {

@@ -998,17 +998,97 @@ static int check_change_user(MYSQL *conn)
     return 0;
 }
 
+/* CURRENT_USER() is user@<some host>. */
+static int expect_current_user(MYSQL *conn, const char *user)
+{
+    char current[256];
+    if (query_text(conn, "SELECT CURRENT_USER()", current, sizeof current))
+        return -1;
+    size_t len = strlen(user);
+    if (strncmp(current, user, len) != 0 || current[len] != '@')
+        return failf("CURRENT_USER() is %s, expected %s@...", current, user);
+    return 0;
+}
+
+/* A mysql_change_user that must be refused with errno `want` after the
+ * server's one-second pause (sql_parse.cc sleeps before answering). */
+static int expect_change_user_refused(MYSQL *conn, const char *user, const char *password,
+                                      unsigned int want, const char *want_sqlstate)
+{
+    double started = now_seconds();
+    if (!mysql_change_user(conn, user, password, cfg.db))
+        return failf("mysql_change_user to %s succeeded, expected errno %u", user, want);
+    double took = now_seconds() - started;
+    if (mysql_errno(conn) != want || strcmp(mysql_sqlstate(conn), want_sqlstate) != 0)
+        return failf("mysql_change_user to %s: %s (errno %u, SQLSTATE %s), expected errno %u (%s)",
+                     user, mysql_error(conn), mysql_errno(conn), mysql_sqlstate(conn), want,
+                     want_sqlstate);
+    if (took < 0.9)
+        return failf("mysql_change_user to %s refused after %.3f s, expected the server's 1 s pause",
+                     user, took);
+    return 0;
+}
+
 /* A wrong password for the change_user target is refused as the server
- * refuses it: 1045 and its wording. */
+ * refuses it: 1045, its wording, after a one-second pause. The connection
+ * stays, as the old user in the old database, with its session reset as
+ * MariaDB resets it (user variables, temporary tables, session variables;
+ * the character set becomes the server's default). A right password then
+ * works. */
 static int check_change_user_denied(MYSQL *conn)
+{
+    char wrong[256], before_id[32], sql[512];
+    snprintf(wrong, sizeof wrong, "%s-not-it", cfg.other_password);
+    if (exec(conn, "SET @sy_denied = 'set'") ||
+        exec(conn, "CREATE TEMPORARY TABLE sy_denied_tmp (id INT)") ||
+        exec(conn, "SET SESSION sql_mode = 'ANSI_QUOTES'") ||
+        exec(conn, "USE information_schema") ||
+        query_text(conn, "SELECT CONNECTION_ID()", before_id, sizeof before_id))
+        return -1;
+
+    if (expect_change_user_refused(conn, cfg.other_user, wrong, 1045, "28000"))
+        return -1;
+    if (!strstr(mysql_error(conn), "Access denied for user"))
+        return fail_conn(conn, "mysql_change_user with a wrong password, expected 'Access denied'");
+
+    if (expect_text(conn, "SELECT CONNECTION_ID()", before_id) ||
+        expect_current_user(conn, cfg.user) ||
+        expect_text(conn, "SELECT DATABASE()", "information_schema") ||
+        expect_text(conn, "SELECT @sy_denied", "NULL") ||
+        expect_text(conn, "SELECT @@session.sql_mode = @@global.sql_mode", "1") ||
+        expect_text(conn, "SELECT @@character_set_client = @@global.character_set_client", "1"))
+        return -1;
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s.sy_denied_tmp", cfg.db);
+    if (mysql_query(conn, sql) == 0)
+        return failf("the temporary table survived the refused change of user");
+    if (mysql_errno(conn) != 1146)
+        return fail_conn(conn, "the temporary table after the refused change of user, expected 1146");
+
+    if (mysql_change_user(conn, cfg.other_user, cfg.other_password, cfg.db))
+        return fail_conn(conn, "mysql_change_user with the right password after a refusal");
+    if (expect_current_user(conn, cfg.other_user))
+        return -1;
+    return 0;
+}
+
+/* Three refused changes of user per connection; from the fourth on every
+ * change of user, even with the right password, gets 1047 "Unknown command"
+ * (after the same pause) and the connection carries on as the old user. */
+static int check_change_user_limit(MYSQL *conn)
 {
     char wrong[256];
     snprintf(wrong, sizeof wrong, "%s-not-it", cfg.other_password);
-    if (!mysql_change_user(conn, cfg.other_user, wrong, cfg.db))
-        return failf("mysql_change_user to %s with a wrong password succeeded", cfg.other_user);
-    if (mysql_errno(conn) != 1045 || !strstr(mysql_error(conn), "Access denied for user"))
-        return fail_conn(conn, "mysql_change_user with a wrong password, expected 1045");
-    return 0;
+    for (int attempt = 1; attempt <= 5; attempt++) {
+        int right = attempt == 5;
+        if (expect_change_user_refused(conn, cfg.other_user, right ? cfg.other_password : wrong,
+                                       attempt <= 3 ? 1045 : 1047, attempt <= 3 ? "28000" : "08S01") ||
+            expect_current_user(conn, cfg.user)) {
+            char why[sizeof reason];
+            snprintf(why, sizeof why, "%s", reason);
+            return failf("attempt %d: %s", attempt, why);
+        }
+    }
+    return expect_text(conn, "SELECT 'still here'", "still here");
 }
 
 static int check_reset_connection(MYSQL *conn)
@@ -1372,6 +1452,7 @@ static const struct check {
     { "local_infile", check_local_infile },
     { "change_user", check_change_user },
     { "change_user_denied", check_change_user_denied },
+    { "change_user_limit", check_change_user_limit },
     { "reset_connection", check_reset_connection },
     { "bigrow", check_bigrow },
     { "connection_id", check_connection_id },

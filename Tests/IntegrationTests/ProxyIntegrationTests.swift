@@ -273,6 +273,50 @@ extension IntegrationTests {
         }
     }
 
+    @Test(
+        "Proxy: a refused COM_CHANGE_USER keeps the session as MariaDB does (1045 after 1 s, old user, reset state, 1047 from the fourth)"
+    )
+    func proxyChangeUserRefused() async throws {
+        let binary = try await libmariadbFeaturesBinary()
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                """
+                INSTALL SONAME 'auth_ed25519';
+                CREATE USER 'app_other'@'127.0.0.1' IDENTIFIED BY 'other-pw' REQUIRE SSL;
+                GRANT ALL ON appdb.* TO 'app_other'@'127.0.0.1';
+                CREATE USER 'edu'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('ed-pw') REQUIRE SSL;
+                GRANT ALL ON appdb.* TO 'edu'@'127.0.0.1';
+                """)
+            try await ProxyFixture.with(cluster) { proxy in
+                // The same checks straight against the server and through the proxy, for a native-password and
+                // an ed25519 target, with and without compression.
+                // One run at a time: each blocks a Dispatch thread, which the proxy's account reads need too.
+                let direct = cluster.instance("s1").port
+                for (user, password) in [("app_other", "other-pw"), ("edu", "ed-pw")] {
+                    for target in ["SY_PORT=\(direct)", "SY_PROXY=1"] {
+                        for compress in ["SY_COMPRESS=0", "SY_COMPRESS=1"] {
+                            for check in ["change_user_denied", "change_user_limit"] {
+                                let result = try await proxy.client(
+                                    [binary, check],
+                                    extraEnvironment: [
+                                        "SY_OTHER_USER=\(user)", "SY_OTHER_PASSWORD=\(password)", compress, target,
+                                    ])
+                                #expect(
+                                    result.status == 0,
+                                    "\(check) \(user) \(target) \(compress): \(result.stdout)\(result.stderr)")
+                            }
+                        }
+                    }
+                }
+                // Through the proxy: one refusal per change_user_denied run, three 1045s per change_user_limit
+                // run (its 1047s are not failed logins), each counted once.
+                let metrics = try #require(proxy.controller.proxy?.metrics.totals())
+                #expect(metrics.failedLogins == 2 * 2 * (1 + 3), "\(metrics)")
+            }
+        }
+    }
+
     @Test("Proxy: Python (PyMySQL) and Perl (DBD::MariaDB) workloads run through the proxy unchanged")
     func proxyClientLibraries() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
