@@ -30,13 +30,7 @@ extension ClientSession {
             backend.handler.answerPlugin(answer, channel: backend.channel)
             return
         }
-        // The backend login may wait out a failover (`failover_hold`): the handshake deadline covers it.
-        handshakeTimeout?.cancel()
-        handshakeTimeout = context?.eventLoop.scheduleTask(
-            in: .init(environment.settings.failoverHold + environment.settings.backendConnectTimeout + .seconds(1))
-        ) { [weak self] in
-            self?.handshakeTimedOut()
-        }
+        armBackendLoginTimeout()
         startBackendLogin(
             BackendLoginRequest(
                 username: login.username, database: login.database, capabilities: login.capabilities,
@@ -186,6 +180,18 @@ extension ClientSession {
             return
         }
         backendUnavailable("\(server.name) (\(server.host):\(server.port)): \(error)", sequenceID: sequenceID)
+    }
+
+    /// A backend login may wait out a failover (`proxy.failover_hold`), then connect: the session's
+    /// handshake timer is moved to cover both.
+    func armBackendLoginTimeout() {
+        let settings = environment.settings
+        handshakeTimeout?.cancel()
+        handshakeTimeout = context?.eventLoop.scheduleTask(
+            in: .init(settings.failoverHold + settings.backendConnectTimeout + .seconds(1))
+        ) { [weak self] in
+            self?.handshakeTimedOut()
+        }
     }
 
     /// Tries again shortly while the failover hold lasts; fails the login or the move after it.

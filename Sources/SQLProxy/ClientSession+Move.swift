@@ -58,7 +58,7 @@ extension ClientSession {
     }
 
     func startMove(_ reason: String) {
-        guard let context, let login else { return }
+        guard let login else { return }
         if let backend {
             self.backend = nil
             backend.handler.detachFromSession(channel: backend.channel)
@@ -72,13 +72,7 @@ extension ClientSession {
         atResponseStart = true
         phase = .movingBackend(reason: reason)
         logger.notice("moving the session to a new server connection", metadata: ["reason": "\(reason)"])
-        let settings = environment.settings
-        handshakeTimeout?.cancel()
-        handshakeTimeout = context.eventLoop.scheduleTask(
-            in: .init(settings.failoverHold + settings.backendConnectTimeout + .seconds(1))
-        ) { [weak self] in
-            self?.handshakeTimedOut()
-        }
+        armBackendLoginTimeout()
         backendDeadline = nil
         startBackendLogin(
             BackendLoginRequest(
