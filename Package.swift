@@ -70,9 +70,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // AEAD through the BoringSSL that swift-crypto builds in (its CCryptoBoringSSL headers come with the product).
         .target(
             name: "CTLSRecordCrypto",
-            linkerSettings: [.linkedLibrary("crypto")]
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "TLSRecordLayer",

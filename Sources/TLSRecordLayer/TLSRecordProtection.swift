@@ -40,7 +40,7 @@ enum TLSContentType {
     static let applicationData: UInt8 = 23
 }
 
-/// libcrypto's AEAD context for one key and direction.
+/// A BoringSSL AEAD context (through the CTLSRecordCrypto shim) for one key and direction.
 final class AEADContext {
     private let aead: OpaquePointer
 
