@@ -7,10 +7,10 @@ import NIOCore
 /// proxy session n. Strings, quoted identifiers and comments are skipped; everything else is left
 /// byte-for-byte as the client sent it.
 ///
-/// A server names an unaliased result column after the expression as written, so a call that is a whole
-/// select-list item without an alias becomes `n AS \`CONNECTION_ID()\`` (in the client's spelling): clients
-/// that read the column by name still find it. Anywhere else (a WHERE clause, inside an expression, an
-/// aliased item) the call becomes the bare number.
+/// A server names an unaliased result column after the item as written, so a select-list item without an
+/// alias that contains the call gets its original text as an alias: `SELECT CONNECTION_ID()+0` becomes
+/// `SELECT 77+0 AS \`CONNECTION_ID()+0\`` (in the client's spelling), and clients that read the column by
+/// name still find it. Elsewhere (a WHERE clause, an aliased item) the call becomes the bare number.
 enum SQLRewriter {
     enum Result {
         case unchanged
@@ -44,23 +44,26 @@ enum SQLRewriter {
             guard let thread = killTarget(id) else { return .refused }
             replacements.append((target.range, Array(String(thread).utf8)))
         }
-        var selectList: [Bool]?
+        var items: [Range<Int>]?
+        var namedItems: [Range<Int>] = []
         for index in tokens.indices {
             guard let call = connectionIDCall(at: index, tokens, text),
                 !replacements.contains(where: { $0.0.overlaps(call) })
             else { continue }
-            var replacement = Array(String(connectionID).utf8)
-            let inSelectList = selectList ?? selectListPositions(tokens, text)
-            selectList = inSelectList
-            if isBareSelectItem(callAt: index, tokens, text, inSelectList: inSelectList) {
-                replacement += Array(" AS `".utf8)
-                for byte in text[call] {
-                    replacement.append(byte)
-                    if byte == UInt8(ascii: "`") { replacement.append(byte) }
+            replacements.append((call, Array(String(connectionID).utf8)))
+            let selectItems = items ?? unaliasedSelectItems(tokens, text)
+            items = selectItems
+            for item in selectItems where item.contains(index) && !namedItems.contains(item) {
+                namedItems.append(item)
+                let original = tokens[item.lowerBound].range.lowerBound..<tokens[item.upperBound - 1].range.upperBound
+                var alias = Array(" AS `".utf8)
+                for byte in text[original] {
+                    alias.append(byte)
+                    if byte == UInt8(ascii: "`") { alias.append(byte) }
                 }
-                replacement.append(UInt8(ascii: "`"))
+                alias.append(UInt8(ascii: "`"))
+                replacements.append((original.upperBound..<original.upperBound, alias))
             }
-            replacements.append((call, replacement))
         }
         guard !replacements.isEmpty else { return .unchanged }
         var out = ByteBuffer()
@@ -145,33 +148,56 @@ enum SQLRewriter {
         return tokens[index].range.lowerBound..<tokens[index + 2].range.upperBound
     }
 
-    /// For each token, whether it stands in a select list: after `SELECT` at the same parenthesis depth and
-    /// before the clause that ends the list (`FROM`, `WHERE`, `INTO`, ..., a `;`).
-    static func selectListPositions(_ tokens: [Token], _ text: [UInt8]) -> [Bool] {
-        var result = [Bool](repeating: false, count: tokens.count)
-        var depths = [false]
+    /// The select-list items (token index ranges, nested lists included) that have no alias: after
+    /// `SELECT` (and its modifiers) at one parenthesis depth, separated by `,` at that depth, up to the clause
+    /// that ends the list (`FROM`, `WHERE`, `INTO`, ..., a `;` or the closing parenthesis).
+    static func unaliasedSelectItems(_ tokens: [Token], _ text: [UInt8]) -> [Range<Int>] {
+        var items: [Range<Int>] = []
+        /// Per open parenthesis depth: where the current item of a select list at that depth starts.
+        var itemStarts: [Int?] = [nil]
+        func closeItem(at end: Int) {
+            if let start = itemStarts[itemStarts.count - 1], start < end, !hasAlias(tokens[start..<end], text) {
+                items.append(start..<end)
+            }
+            itemStarts[itemStarts.count - 1] = nil
+        }
         for (index, token) in tokens.enumerated() {
-            let current = depths.count - 1
-            result[index] = depths[current]
+            let depth = itemStarts.count - 1
             switch token.kind {
             case .symbol:
                 switch text[token.range.lowerBound] {
-                case UInt8(ascii: "("): depths.append(false)
-                case UInt8(ascii: ")"): if current > 0 { depths.removeLast() }
-                case UInt8(ascii: ";"): depths = [false]
+                case UInt8(ascii: "("):
+                    itemStarts.append(nil)
+                case UInt8(ascii: ")"):
+                    closeItem(at: index)
+                    if depth > 0 { itemStarts.removeLast() }
+                case UInt8(ascii: ";"):
+                    closeItem(at: index)
+                    itemStarts = [nil]
+                case UInt8(ascii: ","):
+                    if itemStarts[depth] != nil {
+                        closeItem(at: index)
+                        itemStarts[depth] = index + 1
+                    }
                 default: break
                 }
             case .word:
-                if equalsIgnoringCase(text[token.range], "select") {
-                    depths[current] = true
-                } else if selectListEnds.contains(where: { equalsIgnoringCase(text[token.range], $0) }) {
-                    depths[current] = false
+                let word = text[token.range]
+                if equalsIgnoringCase(word, "select") {
+                    closeItem(at: index)
+                    itemStarts[depth] = index + 1
+                } else if itemStarts[depth] == index, selectModifiers.contains(where: { equalsIgnoringCase(word, $0) })
+                {
+                    itemStarts[depth] = index + 1
+                } else if selectListEnds.contains(where: { equalsIgnoringCase(word, $0) }) {
+                    closeItem(at: index)
                 }
             case .number, .quoted:
                 break
             }
         }
-        return result
+        closeItem(at: tokens.count)
+        return items
     }
 
     /// Words that end a select list.
@@ -186,35 +212,42 @@ enum SQLRewriter {
         "sql_buffer_result", "sql_cache", "sql_no_cache", "sql_calc_found_rows",
     ]
 
-    /// Whether the `CONNECTION_ID()` call at token `index` is a whole select-list item without an alias:
-    /// it follows `SELECT` (and its modifiers) or a `,` of the list, and the list item ends right after it.
-    static func isBareSelectItem(callAt index: Int, _ tokens: [Token], _ text: [UInt8], inSelectList: [Bool])
-        -> Bool
-    {
-        guard index > 0, inSelectList[index] else { return false }
-        let before = tokens[index - 1]
-        switch before.kind {
-        case .symbol:
-            guard text[before.range.lowerBound] == UInt8(ascii: ",") else { return false }
+    /// Words that end an expression or join two, so a word after them is no alias.
+    static let notAliases = [
+        "end", "null", "true", "false", "unknown", "is", "not", "and", "or", "xor", "div", "mod", "like", "in",
+        "between", "then", "else", "when", "case", "regexp", "rlike", "binary", "collate", "interval", "escape",
+        "as",
+    ]
+
+    /// Whether a select-list item ends with an alias: `... AS name` at its own depth, or a trailing name
+    /// right after the expression (`CONNECTION_ID() id`).
+    static func hasAlias(_ item: ArraySlice<Token>, _ text: [UInt8]) -> Bool {
+        var depth = 0
+        for token in item {
+            if token.kind == .symbol {
+                switch text[token.range.lowerBound] {
+                case UInt8(ascii: "("): depth += 1
+                case UInt8(ascii: ")"): depth -= 1
+                default: break
+                }
+            } else if depth == 0, token.kind == .word, equalsIgnoringCase(text[token.range], "as") {
+                return true
+            }
+        }
+        guard item.count >= 2, let last = item.last else { return false }
+        let previous = item[item.endIndex - 2]
+        switch last.kind {
+        case .quoted:
+            break
         case .word:
-            let word = text[before.range]
-            guard
-                equalsIgnoringCase(word, "select") || selectModifiers.contains(where: { equalsIgnoringCase(word, $0) })
-            else { return false }
-        case .number, .quoted:
+            if notAliases.contains(where: { equalsIgnoringCase(text[last.range], $0) }) { return false }
+        case .number, .symbol:
             return false
         }
-        let afterIndex = index + 3
-        guard afterIndex < tokens.count else { return true }
-        let after = tokens[afterIndex]
-        switch after.kind {
-        case .symbol:
-            let byte = text[after.range.lowerBound]
-            return byte == UInt8(ascii: ",") || byte == UInt8(ascii: ";") || byte == UInt8(ascii: ")")
-        case .word:
-            return selectListEnds.contains(where: { equalsIgnoringCase(text[after.range], $0) })
-        case .number, .quoted:
-            return false  // an alias, or not the end of the item
+        switch previous.kind {
+        case .symbol: return text[previous.range.lowerBound] == UInt8(ascii: ")")
+        case .number, .quoted: return true
+        case .word: return !notAliases.contains(where: { equalsIgnoringCase(text[previous.range], $0) })
         }
     }
 

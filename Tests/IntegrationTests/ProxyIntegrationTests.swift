@@ -148,6 +148,19 @@ extension IntegrationTests {
                 let named = try await proxy.mariadb(
                     "SELECT CONNECTION_ID(), connection_id() AS id", extra: ["--column-names"])
                 #expect(named.stdout.split(separator: "\n").first == "CONNECTION_ID()\tid", "\(named.stdout)")
+                // Inside an expression too: the same column names as the server gives directly.
+                let expressions =
+                    "SELECT CONNECTION_ID()+0, CONCAT('x', connection_id()), (SELECT CONNECTION_ID()) IS NULL"
+                let throughProxy = try await proxy.mariadb(expressions, extra: ["--column-names"])
+                let socket = cluster.instance("s1").socket
+                let direct = try await offPool {
+                    try ChildProcess.capture(
+                        "/usr/bin/mariadb",
+                        ["--no-defaults", "-S", socket, "-u", "root", "--batch", "--column-names", "-e", expressions])
+                }
+                let header = direct.stdout.split(separator: "\n").first
+                #expect(header == "CONNECTION_ID()+0\tCONCAT('x', connection_id())\t(SELECT CONNECTION_ID()) IS NULL")
+                #expect(throughProxy.stdout.split(separator: "\n").first == header, "\(throughProxy.stdout)")
                 let killed = try await proxy.mariadb("KILL QUERY 4000000000")
                 #expect(killed.stderr.contains("ERROR 1094"), "\(killed.stderr)")
 

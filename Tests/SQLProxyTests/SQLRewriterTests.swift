@@ -58,19 +58,31 @@ import Testing
         #expect(rewrite("SELECT CONNECTION_ID() as `CONNECTION_ID()`") == "SELECT 77 as `CONNECTION_ID()`")
     }
 
-    @Test("Outside a select list and inside expressions the call becomes the bare number, never an alias")
+    @Test("Outside a select list, and in an aliased item, the call becomes the bare number")
     func connectionIDElsewhere() {
         #expect(
             rewrite("SELECT ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
                 == "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = 77")
         #expect(rewrite("SELECT a FROM t WHERE b IN (1, CONNECTION_ID())") == "SELECT a FROM t WHERE b IN (1, 77)")
         #expect(rewrite("SELECT a FROM t WHERE CONNECTION_ID() = b") == "SELECT a FROM t WHERE 77 = b")
-        #expect(rewrite("SELECT CONNECTION_ID()+0") == "SELECT 77+0")
-        #expect(rewrite("SELECT CONNECTION_ID() = 77") == "SELECT 77 = 77")
-        #expect(rewrite("SELECT -CONNECTION_ID()") == "SELECT -77")
-        #expect(rewrite("SELECT CONCAT('a', CONNECTION_ID())") == "SELECT CONCAT('a', 77)")
-        #expect(rewrite("SELECT IF(1, CONNECTION_ID(), 0)") == "SELECT IF(1, 77, 0)")
-        #expect(rewrite("SELECT CASE WHEN 1 THEN CONNECTION_ID() END") == "SELECT CASE WHEN 1 THEN 77 END")
+        #expect(rewrite("SELECT CONNECTION_ID()+0") == "SELECT 77+0 AS `CONNECTION_ID()+0`")
+        #expect(rewrite("SELECT CONNECTION_ID() = 77") == "SELECT 77 = 77 AS `CONNECTION_ID() = 77`")
+        #expect(rewrite("SELECT -CONNECTION_ID()") == "SELECT -77 AS `-CONNECTION_ID()`")
+        #expect(
+            rewrite("SELECT CONCAT('a', CONNECTION_ID())") == "SELECT CONCAT('a', 77) AS `CONCAT('a', CONNECTION_ID())`"
+        )
+        #expect(rewrite("SELECT IF(1, CONNECTION_ID(), 0)") == "SELECT IF(1, 77, 0) AS `IF(1, CONNECTION_ID(), 0)`")
+        #expect(
+            rewrite("SELECT CASE WHEN 1 THEN CONNECTION_ID() END")
+                == "SELECT CASE WHEN 1 THEN 77 END AS `CASE WHEN 1 THEN CONNECTION_ID() END`")
+        #expect(rewrite("SELECT CONNECTION_ID() IS NULL, 1") == "SELECT 77 IS NULL AS `CONNECTION_ID() IS NULL`, 1")
+        #expect(rewrite("SELECT CONNECTION_ID() + 1 AS n") == "SELECT 77 + 1 AS n")
+        #expect(rewrite("SELECT CONNECTION_ID() + 1 n FROM t") == "SELECT 77 + 1 n FROM t")
+        #expect(
+            rewrite("SELECT (SELECT CONNECTION_ID()) + 1")
+                == "SELECT (SELECT 77 AS `CONNECTION_ID()`) + 1 AS `(SELECT CONNECTION_ID()) + 1`")
+        #expect(
+            rewrite("SELECT `a``b` + CONNECTION_ID()") == "SELECT `a``b` + 77 AS ```a````b`` + CONNECTION_ID()`")
         #expect(rewrite("SET @id = CONNECTION_ID()") == "SET @id = 77")
         #expect(rewrite("INSERT INTO t VALUES (CONNECTION_ID(), 1)") == "INSERT INTO t VALUES (77, 1)")
         #expect(rewrite("DO CONNECTION_ID()") == "DO 77")
