@@ -18,6 +18,11 @@ extension ClientSession {
         guard case .command = phase, pending.isEmpty, changeUser == nil, !sendingLocalFile else {
             return backend != nil
         }
+        if inbound.getInteger(at: inbound.readerIndex + 4, as: UInt8.self) == Command.quit.rawValue {
+            // A COM_QUIT needs no new connection: it ends the session as it is.
+            if backend == nil { close() }
+            return backend != nil
+        }
         let reason: String
         if let backend {
             guard let primary = environment.state.primary, primary != backend.server else { return true }

@@ -37,6 +37,10 @@ struct LongSession {
                 print('connected', flush=True)
                 for n in range(1, 10):
                     while not os.path.exists(f'{go}.{n}'):
+                        if os.path.exists(f'{go}.quit'):
+                            c.close()
+                            print('quit', flush=True)
+                            sys.exit(0)
                         time.sleep(0.02)
                     print('started', n, flush=True)
                     try:
@@ -58,6 +62,9 @@ struct LongSession {
 
     /// Lets round `n` run.
     func go(_ n: Int) { FileManager.default.createFile(atPath: "\(go).\(n)", contents: Data()) }
+
+    /// Makes the session close with COM_QUIT instead of running another round.
+    func quit() { FileManager.default.createFile(atPath: "\(go).quit", contents: Data()) }
 
     func waitForAnswer(_ n: Int, deadline: Duration = .seconds(10)) async throws {
         try await poll("round \(n) of \(log) answered", deadline: deadline) {
@@ -179,6 +186,17 @@ extension IntegrationTests {
                 try await cluster.rootSQL("s2", "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
                 try await portable.waitForAnswer(2, deadline: .seconds(30))
                 #expect(portable.said("ran 2 \(s2.port)"), "\(portable.output)")
+                // Its connection is lost again; a COM_QUIT then just ends it, with no new login for nothing.
+                let state = try #require(proxy.controller.proxy).state
+                let thread = try #require(state.allSessions().first?.backendThreadID)
+                _ = try await cluster.rootSQL("s2", "KILL \(thread)")
+                try await poll("the proxy saw the connection go", deadline: .seconds(10)) {
+                    state.allSessions().allSatisfy { $0.backend == nil }
+                }
+                portable.quit()
+                try await poll("the session quit and ended", deadline: .seconds(10)) {
+                    portable.said("quit") && state.sessionCount == 0
+                }
                 let totals = try #require(proxy.controller.proxy).metrics.totals()
                 #expect(totals.sessionsMoved == 2, "\(totals)")
             }
