@@ -55,11 +55,16 @@ extension ClientSession {
             "server connection lost between statements; the session moves at its next command",
             metadata: ["server": "\(backend?.server.name ?? "?")"])
         backend = nil
+        forgetBackendThread()
+        return true
+    }
+
+    /// Other sessions' KILL no longer maps to a thread of this session until it has a new connection.
+    func forgetBackendThread() {
         environment.state.update(connectionID) {
             $0.backend = nil
             $0.backendThreadID = nil
         }
-        return true
     }
 
     func startMove(_ reason: String) {
@@ -68,10 +73,7 @@ extension ClientSession {
             self.backend = nil
             backend.handler.detachFromSession(channel: backend.channel)
         }
-        environment.state.update(connectionID) {
-            $0.backend = nil
-            $0.backendThreadID = nil
-        }
+        forgetBackendThread()
         heldBackend = nil
         scanner = PacketStreamScanner()
         atResponseStart = true

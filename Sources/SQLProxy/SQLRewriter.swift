@@ -79,12 +79,7 @@ enum SQLRewriter {
         return .rewritten(out)
     }
 
-    struct Token {
-        /// `quoted` is a string or a quoted identifier (its range includes the quotes).
-        enum Kind { case word, number, symbol, quoted }
-        var kind: Kind
-        var range: Range<Int>
-    }
+    typealias Token = SQLLexer.Token
 
     enum KillTarget {
         case number(Range<Int>)
@@ -251,83 +246,13 @@ enum SQLRewriter {
         }
     }
 
-    /// Words, numbers, single-character symbols, and strings and quoted identifiers (as one token each);
-    /// comments are skipped.
-    /// Executable comments (`/*! ... */`, `/*M! ... */`) are read as code.
     static func tokenize(_ text: [UInt8]) -> [Token] {
-        var tokens: [Token] = []
-        var index = 0
-        let count = text.count
-        func isWordByte(_ byte: UInt8) -> Bool {
-            byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
-                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
-                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+        text.withUnsafeBytes { raw in
+            var tokens: [Token] = []
+            var lexer = SQLLexer(text: raw)
+            while let token = lexer.next() { tokens.append(token) }
+            return tokens
         }
-        while index < count {
-            let byte = text[index]
-            switch byte {
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0B, 0x0C:
-                index += 1
-            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"):
-                let start = index
-                index += 1
-                while index < count {
-                    if text[index] == UInt8(ascii: "\\") && byte != UInt8(ascii: "`") {
-                        index += 2
-                        continue
-                    }
-                    if text[index] == byte {
-                        if index + 1 < count && text[index + 1] == byte {
-                            index += 2
-                            continue
-                        }
-                        break
-                    }
-                    index += 1
-                }
-                index += 1
-                tokens.append(Token(kind: .quoted, range: start..<min(index, count)))
-            case UInt8(ascii: "/") where index + 1 < count && text[index + 1] == UInt8(ascii: "*"):
-                let executable =
-                    index + 2 < count
-                    && (text[index + 2] == UInt8(ascii: "!")
-                        || (text[index + 2] == UInt8(ascii: "M") && index + 3 < count
-                            && text[index + 3] == UInt8(ascii: "!")))
-                if executable {
-                    index += text[index + 2] == UInt8(ascii: "!") ? 3 : 4
-                    while index < count && text[index] >= UInt8(ascii: "0") && text[index] <= UInt8(ascii: "9") {
-                        index += 1  // the version number of /*!50001 ... */
-                    }
-                    continue
-                }
-                index += 2
-                while index + 1 < count && !(text[index] == UInt8(ascii: "*") && text[index + 1] == UInt8(ascii: "/")) {
-                    index += 1
-                }
-                index += 2
-            case UInt8(ascii: "*") where index + 1 < count && text[index + 1] == UInt8(ascii: "/"):
-                index += 2  // the end of an executable comment
-            case UInt8(ascii: "#"):
-                while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
-            case UInt8(ascii: "-")
-            where index + 2 < count && text[index + 1] == UInt8(ascii: "-")
-                && (text[index + 2] == UInt8(ascii: " ") || text[index + 2] == UInt8(ascii: "\t")
-                    || text[index + 2] == UInt8(ascii: "\n")):
-                while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
-            default:
-                if isWordByte(byte) {
-                    let start = index
-                    while index < count && isWordByte(text[index]) { index += 1 }
-                    let isNumber = text[start..<index].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-                    tokens.append(Token(kind: isNumber ? .number : .word, range: start..<index))
-                } else {
-                    tokens.append(Token(kind: .symbol, range: index..<index + 1))
-                    index += 1
-                }
-            }
-        }
-        return tokens
     }
 
     static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: String) -> Bool {

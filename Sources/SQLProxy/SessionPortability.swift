@@ -108,125 +108,46 @@ enum StatementClassifier {
     ]
 
     static func classify(_ text: UnsafeRawBufferPointer) -> String? {
-        var scanner = Scanner(text: text)
-        guard let first = scanner.nextWord() else {
-            return scanner.sawExecutableComment ? "an executable comment" : nil
-        }
-        guard statelessLeaders.contains(where: { equalsIgnoringCase(first, $0) }) else {
-            return "a \(String(decoding: first.prefix(24), as: UTF8.self).uppercased()) statement"
-        }
-        while let word = scanner.nextWord() {
-            if let match = statefulWords.first(where: { equalsIgnoringCase(word, $0) }) {
-                return "\(match) in a statement"
+        var lexer = SQLLexer(text: text)
+        var first: SQLLexer.Token?
+        while let token = lexer.next() {
+            if token.kind == .word || token.kind == .number || token.kind == .quoted {
+                first = token
+                break
             }
         }
-        if scanner.sawAssignment { return "a variable assignment (:=)" }
-        if scanner.sawSecondStatement { return "several statements in one query" }
-        if scanner.sawExecutableComment { return "an executable comment" }
-        return nil
-    }
-
-    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
-        guard bytes.count == word.utf8CodeUnitCount else { return false }
-        let expected = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
-        for index in 0..<bytes.count {
-            let byte = bytes[index]
-            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
-            if lowered != expected[index] { return false }
+        guard let first else { return lexer.sawExecutableComment ? "an executable comment" : nil }
+        let leader = UnsafeRawBufferPointer(rebasing: text[first.range])
+        guard first.kind == .word, statelessLeaders.contains(where: { SQLLexer.equalsIgnoringCase(leader, $0) })
+        else {
+            return "a \(String(decoding: leader.prefix(24), as: UTF8.self).uppercased()) statement"
         }
-        return true
-    }
-
-    /// Words outside strings, quoted identifiers and comments, noting `:=`, a `;` followed by more
-    /// code, and executable comments on the way.
-    private struct Scanner {
-        let text: UnsafeRawBufferPointer
-        var index = 0
-        var sawAssignment = false
-        var sawSecondStatement = false
-        var sawExecutableComment = false
-        private var sawSemicolon = false
-
-        init(text: UnsafeRawBufferPointer) { self.text = text }
-
-        private static func isWordByte(_ byte: UInt8) -> Bool {
-            byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
-                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
-                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-        }
-
-        private func peek(_ offset: Int) -> UInt8? {
-            offset < text.count ? text[offset] : nil
-        }
-
-        mutating func nextWord() -> UnsafeRawBufferPointer? {
-            let count = text.count
-            while index < count {
-                let byte = text[index]
-                switch byte {
-                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0x0B, 0x0C:
-                    index += 1
-                    continue
-                case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"):
-                    skipQuoted(byte)
-                case UInt8(ascii: "/") where peek(index + 1) == UInt8(ascii: "*"):
-                    if peek(index + 2) == UInt8(ascii: "!")
-                        || (peek(index + 2) == UInt8(ascii: "M") && peek(index + 3) == UInt8(ascii: "!"))
-                    {
-                        sawExecutableComment = true
-                    }
-                    index += 2
-                    while index < count && !(text[index] == UInt8(ascii: "*") && peek(index + 1) == UInt8(ascii: "/")) {
-                        index += 1
-                    }
-                    index += 2
-                case UInt8(ascii: "#"):
-                    while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
-                case UInt8(ascii: "-")
-                where peek(index + 1) == UInt8(ascii: "-")
-                    && [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r")].contains(
-                        peek(index + 2) ?? 0):
-                    while index < count && text[index] != UInt8(ascii: "\n") { index += 1 }
+        var previous = first
+        var afterSemicolon = false
+        while let token = lexer.next() {
+            if afterSemicolon { return "several statements in one query" }
+            switch token.kind {
+            case .word:
+                let word = UnsafeRawBufferPointer(rebasing: text[token.range])
+                if let match = statefulWords.first(where: { SQLLexer.equalsIgnoringCase(word, $0) }) {
+                    return "\(match) in a statement"
+                }
+            case .symbol:
+                switch text[token.range.lowerBound] {
                 case UInt8(ascii: ";"):
-                    sawSemicolon = true
-                    index += 1
-                    continue
-                case UInt8(ascii: ":") where peek(index + 1) == UInt8(ascii: "="):
-                    sawAssignment = true
-                    index += 2
+                    afterSemicolon = true
+                case UInt8(ascii: "=")
+                where previous.kind == .symbol && text[previous.range.lowerBound] == UInt8(ascii: ":")
+                    && previous.range.upperBound == token.range.lowerBound:
+                    return "a variable assignment (:=)"
                 default:
-                    if Self.isWordByte(byte) {
-                        let start = index
-                        while index < count && Self.isWordByte(text[index]) { index += 1 }
-                        if sawSemicolon { sawSecondStatement = true }
-                        return UnsafeRawBufferPointer(rebasing: text[start..<index])
-                    }
-                    index += 1
-                }
-                if sawSemicolon { sawSecondStatement = true }
-            }
-            return nil
-        }
-
-        private mutating func skipQuoted(_ quote: UInt8) {
-            let count = text.count
-            index += 1
-            while index < count {
-                if text[index] == UInt8(ascii: "\\") && quote != UInt8(ascii: "`") {
-                    index += 2
-                    continue
-                }
-                if text[index] == quote {
-                    if peek(index + 1) == quote {
-                        index += 2
-                        continue
-                    }
                     break
                 }
-                index += 1
+            case .number, .quoted:
+                break
             }
-            index += 1
+            previous = token
         }
+        return lexer.sawExecutableComment ? "an executable comment" : nil
     }
 }
