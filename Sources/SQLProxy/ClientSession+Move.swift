@@ -114,9 +114,63 @@ extension ClientSession {
         }
         // After the fast-path switch (queued first on the same event loop), so it happens while the hop is quiet.
         context.eventLoop.assumeIsolated().execute { [weak self] in
-            guard let self, case .movingBackend = self.phase, let context = self.context else { return }
-            self.phase = .command
-            self.readCommands(context: context)
+            guard let self else { return }
+            self.replay = SettingsReplay()
+            self.replayNextSetting()
+        }
+    }
+
+    /// The session's `SET` statements, run again on the new connection before the waiting command.
+    struct SettingsReplay {
+        var next = 0
+        var tracker: ResponseTracker?
+        var inbound = ByteBuffer()
+        var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
+    }
+
+    /// Sends the next `SET` statement to replay, or resumes the relay when all have run.
+    func replayNextSetting() {
+        guard case .movingBackend = phase, let backend, let context, var replay else { return }
+        guard replay.next < portability.settings.count else {
+            self.replay = nil
+            phase = .command
+            readCommands(context: context)
+            return
+        }
+        replay.tracker = ResponseTracker(command: .query, capabilities: backend.session?.capabilities ?? [])
+        self.replay = replay
+        send(MySQLPacket(sequenceID: 0, payload: portability.settings[replay.next]), to: backend)
+        backend.channel.flush()
+    }
+
+    /// The server's answers to replayed `SET` statements: each must be an OK.
+    func replayRead(_ buffer: ByteBuffer) {
+        guard var replay else { return }
+        self.replay = nil  // not held twice while mutated
+        replay.inbound.writeImmutableBuffer(buffer)
+        do {
+            while var tracker = replay.tracker, let packet = try replay.decoder.decode(buffer: &replay.inbound) {
+                switch tracker.serverPacket(packet.payload) {
+                case .inProgress:
+                    replay.tracker = tracker
+                case .finished(_?):
+                    replay.tracker = nil
+                    replay.next += 1
+                    self.replay = replay
+                    replayNextSetting()
+                    return
+                case .finished(nil):
+                    let error = try? Packets.ErrorPacket.decode(packet.payload, capabilities: [.protocol41])
+                    let detail = error.map { "\($0.errorCode): \($0.message)" } ?? "no OK"
+                    moveFailed("a SET statement of the session failed on the new connection (\(detail))")
+                    return
+                case .localInfileRequested, .protocolViolation:
+                    throw ProxyProtocolError("unexpected answer to a replayed SET statement")
+                }
+            }
+            self.replay = replay
+        } catch {
+            moveFailed("the new connection answered a replayed SET statement wrongly: \(error)")
         }
     }
 

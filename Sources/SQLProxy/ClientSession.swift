@@ -96,6 +96,8 @@ final class ClientSession: ChannelInboundHandler {
     var backendDeadline: NIODeadline?
     /// Whether the session could continue on another server connection.
     var portability = SessionPortability()
+    /// While a move replays the session's `SET` statements on the new connection.
+    var replay: SettingsReplay?
     /// The proxy can log in again as the session's user without the client: a `mysql_native_password`
     /// login (the proxy holds SHA1(password)) or no password. Not after a `client_ed25519` login.
     var canLogInAgain = false
@@ -562,6 +564,10 @@ final class ClientSession: ChannelInboundHandler {
     func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
         var buffer = buffer
+        if case .movingBackend = phase {
+            replayRead(buffer)
+            return
+        }
         if isAwaitingBackendChangeUser {
             changeUserInbound.writeBuffer(&buffer)
             backendChangeUserRead()

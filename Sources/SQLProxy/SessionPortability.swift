@@ -10,7 +10,9 @@ import NIOCore
 /// (`LAST_INSERT_ID()`), prepared statements by protocol, `COM_SET_OPTION` and anything unrecognised all
 /// pin it. An open transaction or autocommit off (from the server's status flags, not guessed from SQL)
 /// holds it only while it lasts. `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable
-/// again; `COM_INIT_DB` is replayed as the login's database.
+/// again. Some state is replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET`
+/// statements that give session or user variables (or `NAMES`, `CHARACTER SET`) literal values, run again
+/// in order on the new connection.
 struct SessionPortability: Sendable, Hashable {
     /// Why the session cannot move, from the first statement that left state behind.
     private(set) var pinnedBy: String?
@@ -18,11 +20,17 @@ struct SessionPortability: Sendable, Hashable {
     private(set) var inTransaction = false
     /// The database the session uses when `COM_INIT_DB` changed it; nil: the login's.
     private(set) var database: String?
+    /// `SET` statements (COM_QUERY payloads) the server accepted, in order: run again after a move.
+    private(set) var settings: [ByteBuffer] = []
     /// Commands sent and not yet answered whose answer matters here, oldest first.
     private var awaiting: [Awaited] = []
 
+    /// More `SET` statements than this pin the session instead (a client that sets a variable per request).
+    static let maximumSettings = 32
+
     private enum Awaited: Sendable, Hashable {
         case initDB(String)
+        case setting(ByteBuffer)
         case reset
         case other
     }
@@ -45,7 +53,23 @@ struct SessionPortability: Sendable, Hashable {
             awaiting.append(.reset)
             return
         case .query:
-            if pinnedBy == nil, let reason = StatementClassifier.sessionStateChange(payload) { pinnedBy = reason }
+            guard pinnedBy == nil else { break }
+            switch StatementClassifier.classify(payload) {
+            case .stateless:
+                break
+            case .useDatabase(let name):
+                awaiting.append(.initDB(name))
+                return
+            case .setting:
+                guard settings.count < Self.maximumSettings else {
+                    pinnedBy = "more than \(Self.maximumSettings) SET statements"
+                    break
+                }
+                awaiting.append(.setting(payload))
+                return
+            case .pins(let reason):
+                pinnedBy = reason
+            }
         case .ping, .statistics, .processInfo, .processKill, .fieldList, .debug, .sleep, .time, .quit:
             break
         case .statementPrepare, .statementExecute, .statementSendLongData, .statementClose, .statementReset,
@@ -64,7 +88,10 @@ struct SessionPortability: Sendable, Hashable {
         inTransaction = status.contains(.inTransaction) || !status.contains(.autocommit)
         switch awaited {
         case .initDB(let name): database = name
-        case .reset: pinnedBy = nil
+        case .setting(let statement): settings.append(statement)
+        case .reset:
+            pinnedBy = nil
+            settings = []
         case .other: break
         }
     }
@@ -81,15 +108,32 @@ struct SessionPortability: Sendable, Hashable {
     }
 }
 
-/// Reads just enough of a `COM_QUERY` to tell whether the statement may leave session state behind.
+/// Reads just enough of a `COM_QUERY` to tell whether the statement may leave session state behind, and
+/// whether that state can be recreated by running it again.
 enum StatementClassifier {
+    enum Verdict: Hashable {
+        /// Leaves no session state behind.
+        case stateless
+        /// `USE name`: the database is replayed as the login's.
+        case useDatabase(String)
+        /// A `SET` of literal values that running it again recreates.
+        case setting
+        /// May leave state behind that a new connection would not have.
+        case pins(String)
+    }
+
     /// Statements longer than this are not scanned: they pin the session.
     static let maximumLength = 64 * 1024
 
-    /// Nil when the statement certainly leaves no session state; otherwise a short reason.
-    /// `payload` is the COM_QUERY packet: the command byte, then the statement.
+    /// Nil when the statement certainly leaves no session state, or leaves only state that can be replayed;
+    /// otherwise a short reason. `payload` is the COM_QUERY packet: the command byte, then the statement.
     static func sessionStateChange(_ payload: ByteBuffer) -> String? {
-        guard payload.readableBytes <= maximumLength + 1 else { return "a statement too long to classify" }
+        if case .pins(let reason) = classify(payload) { return reason }
+        return nil
+    }
+
+    static func classify(_ payload: ByteBuffer) -> Verdict {
+        guard payload.readableBytes <= maximumLength + 1 else { return .pins("a statement too long to classify") }
         return payload.withUnsafeReadableBytes { raw in
             classify(UnsafeRawBufferPointer(rebasing: raw.dropFirst()))
         }
@@ -107,30 +151,46 @@ enum StatementClassifier {
         "into", "get_lock", "last_insert_id", "nextval", "lastval", "setval", "next", "previous",
     ]
 
-    static func classify(_ text: UnsafeRawBufferPointer) -> String? {
+    static func classify(_ text: UnsafeRawBufferPointer) -> Verdict {
         var lexer = SQLLexer(text: text)
         var first: SQLLexer.Token?
+        var leadingSymbols = 0
         while let token = lexer.next() {
-            if token.kind == .word || token.kind == .number || token.kind == .quoted {
+            if token.kind != .symbol {
                 first = token
                 break
             }
+            leadingSymbols += 1
         }
-        guard let first else { return lexer.sawExecutableComment ? "an executable comment" : nil }
+        guard let first else { return lexer.sawExecutableComment ? .pins("an executable comment") : .stateless }
         let leader = UnsafeRawBufferPointer(rebasing: text[first.range])
+        if leadingSymbols == 0, first.kind == .word,
+            SQLLexer.equalsIgnoringCase(leader, "set") || SQLLexer.equalsIgnoringCase(leader, "use")
+        {
+            // Short statements that may be replayed: read them whole.
+            var tokens = [first]
+            while tokens.count <= 64, let token = lexer.next() { tokens.append(token) }
+            if tokens.count <= 64, !lexer.sawExecutableComment {
+                if SQLLexer.equalsIgnoringCase(leader, "set") {
+                    if isLiteralSetting(tokens, text) { return .setting }
+                } else if let name = useDatabase(tokens, text) {
+                    return .useDatabase(name)
+                }
+            }
+        }
         guard first.kind == .word, statelessLeaders.contains(where: { SQLLexer.equalsIgnoringCase(leader, $0) })
         else {
-            return "a \(String(decoding: leader.prefix(24), as: UTF8.self).uppercased()) statement"
+            return .pins("a \(String(decoding: leader.prefix(24), as: UTF8.self).uppercased()) statement")
         }
         var previous = first
         var afterSemicolon = false
         while let token = lexer.next() {
-            if afterSemicolon { return "several statements in one query" }
+            if afterSemicolon { return .pins("several statements in one query") }
             switch token.kind {
             case .word:
                 let word = UnsafeRawBufferPointer(rebasing: text[token.range])
                 if let match = statefulWords.first(where: { SQLLexer.equalsIgnoringCase(word, $0) }) {
-                    return "\(match) in a statement"
+                    return .pins("\(match) in a statement")
                 }
             case .symbol:
                 switch text[token.range.lowerBound] {
@@ -139,7 +199,7 @@ enum StatementClassifier {
                 case UInt8(ascii: "=")
                 where previous.kind == .symbol && text[previous.range.lowerBound] == UInt8(ascii: ":")
                     && previous.range.upperBound == token.range.lowerBound:
-                    return "a variable assignment (:=)"
+                    return .pins("a variable assignment (:=)")
                 default:
                     break
                 }
@@ -148,6 +208,97 @@ enum StatementClassifier {
             }
             previous = token
         }
-        return lexer.sawExecutableComment ? "an executable comment" : nil
+        return lexer.sawExecutableComment ? .pins("an executable comment") : .stateless
+    }
+
+    /// The database of `USE name` (a plain or backquoted name, optionally followed by `;`).
+    static func useDatabase(_ tokens: [SQLLexer.Token], _ text: UnsafeRawBufferPointer) -> String? {
+        guard tokens.count == 2 || (tokens.count == 3 && text[tokens[2].range.lowerBound] == UInt8(ascii: ";"))
+        else { return nil }
+        let name = UnsafeRawBufferPointer(rebasing: text[tokens[1].range])
+        switch tokens[1].kind {
+        case .word:
+            return String(decoding: name, as: UTF8.self)
+        case .quoted where name.first == UInt8(ascii: "`") && name.count >= 2 && name.last == UInt8(ascii: "`"):
+            var bytes: [UInt8] = []
+            var index = 1
+            while index < name.count - 1 {
+                bytes.append(name[index])
+                index += name[index] == UInt8(ascii: "`") ? 2 : 1
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        default:
+            return nil
+        }
+    }
+
+    /// `SET a = literal, @b = literal, NAMES x [COLLATE y], CHARACTER SET x` for the session (no `GLOBAL`,
+    /// no `TRANSACTION`, no `STATEMENT ... FOR`, no expressions), optionally ended by `;`.
+    static func isLiteralSetting(_ tokens: [SQLLexer.Token], _ text: UnsafeRawBufferPointer) -> Bool {
+        var index = 1
+        func isSymbol(_ character: Unicode.Scalar) -> Bool {
+            index < tokens.count && tokens[index].kind == .symbol
+                && text[tokens[index].range.lowerBound] == UInt8(ascii: character)
+        }
+        func isWord(_ expected: StaticString) -> Bool {
+            index < tokens.count && tokens[index].kind == .word
+                && SQLLexer.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: text[tokens[index].range]), expected)
+        }
+        func isValue() -> Bool {
+            guard index < tokens.count else { return false }
+            if isSymbol("-") || isSymbol("+") { index += 1 }
+            guard index < tokens.count, tokens[index].kind != .symbol else { return false }
+            index += 1
+            return true
+        }
+        while true {
+            if isWord("names") {
+                index += 1
+                guard isValue() else { return false }
+                if isWord("collate") {
+                    index += 1
+                    guard isValue() else { return false }
+                }
+            } else if isWord("charset") {
+                index += 1
+                guard isValue() else { return false }
+            } else if isWord("character") {
+                index += 1
+                guard isWord("set") else { return false }
+                index += 1
+                guard isValue() else { return false }
+            } else {
+                // [SESSION | LOCAL | @@ | @@session. | @@local. | @] name = value
+                if isWord("global") || isWord("transaction") || isWord("statement") || isWord("password")
+                    || isWord("role") || isWord("default")
+                {
+                    return false
+                }
+                if isWord("session") || isWord("local") { index += 1 }
+                if isSymbol("@") {
+                    index += 1
+                    if isSymbol("@") {
+                        index += 1
+                        if isWord("global") { return false }
+                        if (isWord("session") || isWord("local")) && index + 1 < tokens.count {
+                            index += 1
+                            guard isSymbol(".") else { return false }
+                            index += 1
+                        }
+                    }
+                }
+                guard index < tokens.count, tokens[index].kind == .word || tokens[index].kind == .quoted else {
+                    return false
+                }
+                index += 1
+                guard isSymbol("=") else { return false }
+                index += 1
+                guard isValue() else { return false }
+            }
+            if index == tokens.count { return true }
+            if isSymbol(";") { return index + 1 == tokens.count }
+            guard isSymbol(",") else { return false }
+            index += 1
+        }
     }
 }

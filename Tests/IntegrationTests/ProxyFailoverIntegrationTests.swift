@@ -11,15 +11,17 @@ import Topology
 #endif
 
 /// A PyMySQL session through the proxy that stays open while the cluster changes under it: it connects,
-/// runs its `mode`'s opening statement, then for each round N waits for the file `<go>.N` and runs
-/// `SELECT @@port`, logging `started N`, then `ran N <port>` or `error N <errno>` (and stops at an error).
+/// runs its `mode`'s opening statements, then for each round N waits for the file `<go>.N` and runs
+/// `SELECT @@port, @x, @@sql_mode, @@character_set_client`, logging `started N`, then `ran N <values>` or
+/// `error N <errno>` (and stops at an error).
 struct LongSession {
     let pid: Int32
     let log: String
     let go: String
 
-    /// `portable`: nothing but SELECTs (autocommit on); `variable`: sets a user variable first;
-    /// `autocommit-off`: PyMySQL's default, which sends `SET AUTOCOMMIT = 0`.
+    /// `portable`: nothing but SELECTs (autocommit on); `settings`: sets a user variable, `sql_mode` and the
+    /// character set to literal values (replayed on a move); `variable`: sets a user variable to `NOW()`
+    /// (pins the session); `autocommit-off`: PyMySQL's default, which sends `SET AUTOCOMMIT = 0`.
     static func start(_ proxy: ProxyFixture, mode: String) throws -> LongSession {
         let directory = proxy.cluster.manifest.directory
         let log = "\(directory)/session-\(mode).log"
@@ -33,7 +35,10 @@ struct LongSession {
                 port, password, ca, go, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
                 c = pymysql.connect(host='127.0.0.1', port=port, user='app', password=password, database='appdb',
                                     ssl={'ca': ca}, autocommit=(mode != 'autocommit-off'))
-                c.cursor().execute('SET @x = 1' if mode == 'variable' else 'SELECT 1')
+                opening = {'variable': ['SET @x = NOW()'],
+                           'settings': ['SET @x = 5', "SET SESSION sql_mode = 'ANSI_QUOTES'", 'SET NAMES latin1']}
+                for statement in opening.get(mode, ['SELECT 1']):
+                    c.cursor().execute(statement)
                 print('connected', flush=True)
                 for n in range(1, 10):
                     while not os.path.exists(f'{go}.{n}'):
@@ -45,8 +50,8 @@ struct LongSession {
                     print('started', n, flush=True)
                     try:
                         cursor = c.cursor()
-                        cursor.execute('SELECT @@port')
-                        print('ran', n, cursor.fetchone()[0], flush=True)
+                        cursor.execute('SELECT @@port, @x, @@sql_mode, @@character_set_client')
+                        print('ran', n, *cursor.fetchone(), flush=True)
                     except pymysql.err.MySQLError as e:
                         print('error', n, e.args[0], flush=True)
                         break
@@ -101,7 +106,7 @@ extension IntegrationTests {
     }
 
     @Test(
-        "Proxy follows the primary: after a switchover new connections and portable open sessions run on the new primary; sessions with state end clearly"
+        "Proxy follows the primary: after a switchover new connections and portable open sessions run on the new primary (literal SETs replayed); sessions with other state end clearly"
     )
     func proxyFollowsPrimary() async throws {
         try await ClusterFixture.with(servers: 2) { cluster in
@@ -110,7 +115,7 @@ extension IntegrationTests {
                 #expect(
                     before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(cluster.instance("s1").port)")
                 // Sessions opened on s1 stay open across the switchover, then run one more statement.
-                let sessions = try ["portable", "variable", "autocommit-off"].map {
+                let sessions = try ["portable", "variable", "autocommit-off", "settings"].map {
                     try LongSession.start(proxy, mode: $0)
                 }
                 defer { sessions.forEach { $0.stop() } }
@@ -132,12 +137,14 @@ extension IntegrationTests {
                     try await session.waitForAnswer(1)
                 }
                 // Nothing but SELECTs: the session moves to s2 and the client cannot tell.
-                #expect(sessions[0].said("ran 1 \(s2)"), "\(sessions[0].output)")
+                #expect(sessions[0].said("ran 1 \(s2) "), "\(sessions[0].output)")
                 // A user variable or autocommit off would be lost: a clear error instead of running on s2.
                 #expect(sessions[1].said("error 1 1927"), "\(sessions[1].output)")
                 #expect(sessions[2].said("error 1 1927"), "\(sessions[2].output)")
+                // Literal SET statements run again on s2 before the statement: the same values there.
+                #expect(sessions[3].said("ran 1 \(s2) 5 ANSI_QUOTES latin1"), "\(sessions[3].output)")
                 let totals = try #require(proxy.controller.proxy).metrics.totals()
-                #expect(totals.sessionsMoved == 1 && totals.sessionsNotMoved == 2, "\(totals)")
+                #expect(totals.sessionsMoved == 2 && totals.sessionsNotMoved == 2, "\(totals)")
             }
         }
     }
@@ -172,7 +179,7 @@ extension IntegrationTests {
                 variable.go(1)
                 try await portable.waitForAnswer(1)
                 try await variable.waitForAnswer(1)
-                #expect(portable.said("ran 1 \(s1.port)"), "\(portable.output)")
+                #expect(portable.said("ran 1 \(s1.port) "), "\(portable.output)")
                 #expect(variable.said("error 1 "), "\(variable.output)")
 
                 // s1 crashes. The session's next statement waits while the proxy finds no reachable
@@ -185,7 +192,7 @@ extension IntegrationTests {
                 try await poll("round 2 started", deadline: .seconds(10)) { portable.said("started 2") }
                 try await cluster.rootSQL("s2", "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
                 try await portable.waitForAnswer(2, deadline: .seconds(30))
-                #expect(portable.said("ran 2 \(s2.port)"), "\(portable.output)")
+                #expect(portable.said("ran 2 \(s2.port) "), "\(portable.output)")
                 // Its connection is lost again; a COM_QUIT then just ends it, with no new login for nothing.
                 let state = try #require(proxy.controller.proxy).state
                 let thread = try #require(state.allSessions().first?.backendThreadID)

@@ -35,7 +35,7 @@ import Testing
     @Test("Statements that may leave session state behind pin the session, with a reason")
     func statefulStatements() {
         for sql in [
-            "SET @a = 1", "set names latin1", "SET autocommit = 0", "USE appdb", "PREPARE s FROM 'SELECT 1'",
+            "SET @a = NOW()", "SET GLOBAL max_connections = 5", "USE appdb; SELECT 1", "PREPARE s FROM 'SELECT 1'",
             "CREATE TEMPORARY TABLE t (a INT)", "LOCK TABLES t READ", "SELECT GET_LOCK('x', 0)",
             "SELECT @b := 5", "SELECT c INTO @v FROM t LIMIT 1", "INSERT INTO t VALUES (1)",
             "REPLACE INTO t VALUES (1)", "SELECT LAST_INSERT_ID(7)", "UPDATE t SET id = LAST_INSERT_ID(id + 1)",
@@ -45,7 +45,7 @@ import Testing
         ] {
             #expect(classify(sql) != nil, "\(sql.prefix(60))")
         }
-        #expect(classify("SET @a = 1") == "a SET statement")
+        #expect(classify("SET GLOBAL max_connections = 5") == "a SET statement")
         #expect(classify("SELECT GET_LOCK('x', 0)") == "get_lock in a statement")
     }
 
@@ -56,10 +56,10 @@ import Testing
         session.responseFinished(status: autocommit)
         #expect(session.obstacle == nil)
 
-        session.commandSent(.query, payload: query("SET @a = 1"))
+        session.commandSent(.query, payload: query("SET @a = NOW()"))
         session.responseFinished(status: autocommit)
         #expect(session.obstacle == "a SET statement")
-        session.commandSent(.query, payload: query("SELECT 1"))
+        session.commandSent(.query, payload: query("SELECT GET_LOCK('x', 0)"))
         session.responseFinished(status: autocommit)
         #expect(session.obstacle == "a SET statement", "the first reason stays")
 
@@ -121,5 +121,60 @@ import Testing
         session.commandSent(.ping, payload: ping)
         session.responseFinished(status: autocommit)
         #expect(session.obstacle == nil)
+    }
+
+    @Test("SET statements of literal values, and USE, are replayed rather than pinning the session")
+    func replayableStatements() {
+        for sql in [
+            "SET NAMES latin1", "set names 'utf8mb4' collate 'utf8mb4_bin'", "SET @a = 1", "SET @a = -5;",
+            "SET sql_mode = ''", "SET SESSION wait_timeout = 100, @@session.net_read_timeout = 60",
+            "SET @@sql_mode = 'ANSI_QUOTES'", "SET LOCAL time_zone = '+00:00'", "SET CHARACTER SET utf8",
+            "SET CHARSET utf8", "SET autocommit = 0", "SET `sql_mode` = DEFAULT",
+        ] {
+            #expect(StatementClassifier.classify(query(sql)) == .setting, "\(sql)")
+        }
+        for sql in [
+            "SET GLOBAL max_connections = 5", "SET @@global.max_connections = 5", "SET @a = @b", "SET @a = NOW()",
+            "SET @a = 1 + 1", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET STATEMENT max_statement_time = 1 FOR SELECT 1", "SET PASSWORD = PASSWORD('x')", "SET ROLE r",
+            "SET DEFAULT ROLE r", "SET @a = 1; SELECT 1", "SET NAMES", "SET", "/*!40101 SET NAMES utf8 */",
+            "SET @a = (SELECT 1)",
+        ] {
+            #expect(StatementClassifier.classify(query(sql)) != .setting, "\(sql)")
+            #expect(classify(sql) != nil, "\(sql)")
+        }
+        #expect(StatementClassifier.classify(query("USE appdb")) == .useDatabase("appdb"))
+        #expect(StatementClassifier.classify(query("use `we``ird`;")) == .useDatabase("we`ird"))
+        #expect(classify("USE appdb; SELECT 1") != nil)
+    }
+
+    @Test("Accepted SET statements are kept in order for a replay; a reset clears them; too many pin")
+    func settingsKept() {
+        var session = SessionPortability()
+        session.commandSent(.query, payload: query("SET NAMES latin1"))
+        session.commandSent(.query, payload: query("SET @a = 1"))
+        session.commandSent(.query, payload: query("USE other"))
+        session.commandSent(.query, payload: query("SET @b = 2"))
+        session.responseFinished(status: autocommit)
+        session.responseFinished(status: nil)  // refused: not replayed
+        session.responseFinished(status: autocommit)
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil)
+        #expect(session.database == "other")
+        #expect(session.settings.map { String(buffer: $0).dropFirst() } == ["SET NAMES latin1", "SET @b = 2"])
+
+        var reset = ByteBuffer()
+        reset.writeInteger(Command.resetConnection.rawValue)
+        session.commandSent(.resetConnection, payload: reset)
+        session.responseFinished(status: autocommit)
+        #expect(session.settings.isEmpty)
+
+        for n in 0..<SessionPortability.maximumSettings {
+            session.commandSent(.query, payload: query("SET @v\(n) = \(n)"))
+            session.responseFinished(status: autocommit)
+        }
+        #expect(session.obstacle == nil)
+        session.commandSent(.query, payload: query("SET @one_more = 1"))
+        #expect(session.obstacle == "more than \(SessionPortability.maximumSettings) SET statements")
     }
 }
