@@ -103,11 +103,11 @@ extension ClientSession {
             $0.backend = backend.server
             $0.backendThreadID = session.connectionID
         }
-        environment.metrics.sessionMove(moved: true)
         logger.notice(
-            "session moved to a new server connection",
+            "session logged in on a new server connection",
             metadata: [
                 "reason": "\(reason)", "server": "\(backend.server.name)", "backend_thread": "\(session.connectionID)",
+                "settings_to_replay": "\(portability.settings.count)",
             ])
         if environment.tlsSecrets != nil, environment.backendTLS != nil {
             startTLSFastPath(backend.channel, hop: "backend")
@@ -133,6 +133,8 @@ extension ClientSession {
         guard case .movingBackend = phase, let backend, let context, var replay else { return }
         guard replay.next < portability.settings.count else {
             self.replay = nil
+            environment.metrics.sessionMove(moved: true)
+            logger.debug("session moved", metadata: ["server": "\(backend.server.name)"])
             phase = .command
             readCommands(context: context)
             return
