@@ -125,13 +125,7 @@ enum StatementClassifier {
     /// Statements longer than this are not scanned: they pin the session.
     static let maximumLength = 64 * 1024
 
-    /// Nil when the statement certainly leaves no session state, or leaves only state that can be replayed;
-    /// otherwise a short reason. `payload` is the COM_QUERY packet: the command byte, then the statement.
-    static func sessionStateChange(_ payload: ByteBuffer) -> String? {
-        if case .pins(let reason) = classify(payload) { return reason }
-        return nil
-    }
-
+    /// `payload` is the COM_QUERY packet: the command byte, then the statement.
     static func classify(_ payload: ByteBuffer) -> Verdict {
         guard payload.readableBytes <= maximumLength + 1 else { return .pins("a statement too long to classify") }
         return payload.withUnsafeReadableBytes { raw in

@@ -13,7 +13,8 @@ import Testing
     }
 
     private func classify(_ sql: String) -> String? {
-        StatementClassifier.sessionStateChange(query(sql))
+        if case .pins(let reason) = StatementClassifier.classify(query(sql)) { return reason }
+        return nil
     }
 
     private let autocommit: StatusFlags = [.autocommit]

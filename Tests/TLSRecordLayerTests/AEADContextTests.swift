@@ -54,52 +54,52 @@ import Testing
     @Test(
         "Sealing in place gives the published ciphertext and tag; opening gives the plaintext back", arguments: vectors)
     func knownAnswer(_ vector: Vector) throws {
-        let sealer = try AEADContext(vector.suite, key: Self.hex(vector.key), sealing: true)
-        let opener = try AEADContext(vector.suite, key: Self.hex(vector.key), sealing: false)
-        let sealed = Self.hex(vector.sealed)
+        let sealer = try AEADContext(vector.suite, key: hex(vector.key), sealing: true)
+        let opener = try AEADContext(vector.suite, key: hex(vector.key), sealing: false)
+        let sealed = hex(vector.sealed)
         let length = vector.plaintext.count
         var buffer = vector.plaintext + [UInt8](repeating: 0, count: 16)
         #expect(Self.seal(sealer, vector, &buffer, length: length))
         #expect(buffer == sealed)
         var plaintext = [UInt8](repeating: 0xAA, count: max(length, 1))
-        #expect(Self.open(opener, nonce: Self.hex(vector.nonce), aad: Self.hex(vector.aad), sealed, into: &plaintext))
+        #expect(Self.open(opener, nonce: hex(vector.nonce), aad: hex(vector.aad), sealed, into: &plaintext))
         #expect(plaintext.prefix(length) == vector.plaintext[...])
     }
 
     @Test("A flipped bit in the ciphertext, tag, additional data or nonce fails to open", arguments: vectors)
     func tamper(_ vector: Vector) throws {
-        let opener = try AEADContext(vector.suite, key: Self.hex(vector.key), sealing: false)
-        let sealed = Self.hex(vector.sealed)
-        let nonce = Self.hex(vector.nonce)
-        let aad = Self.hex(vector.aad) + (vector.aad.isEmpty ? [0] : [])
+        let opener = try AEADContext(vector.suite, key: hex(vector.key), sealing: false)
+        let sealed = hex(vector.sealed)
+        let nonce = hex(vector.nonce)
+        let aad = hex(vector.aad) + (vector.aad.isEmpty ? [0] : [])
         var output = [UInt8](repeating: 0, count: max(sealed.count, 1))
-        #expect(Self.open(opener, nonce: nonce, aad: Self.hex(vector.aad), sealed, into: &output))
+        #expect(Self.open(opener, nonce: nonce, aad: hex(vector.aad), sealed, into: &output))
         for index in [0, sealed.count / 2, sealed.count - 17, sealed.count - 16, sealed.count - 1] where index >= 0 {
             var forged = sealed
             forged[index] ^= 0x01
-            #expect(!Self.open(opener, nonce: nonce, aad: Self.hex(vector.aad), forged, into: &output))
+            #expect(!Self.open(opener, nonce: nonce, aad: hex(vector.aad), forged, into: &output))
         }
         var otherAAD = aad
         otherAAD[0] ^= 0x80
         #expect(!Self.open(opener, nonce: nonce, aad: otherAAD, sealed, into: &output))
         var otherNonce = nonce
         otherNonce[11] ^= 0x01
-        #expect(!Self.open(opener, nonce: otherNonce, aad: Self.hex(vector.aad), sealed, into: &output))
+        #expect(!Self.open(opener, nonce: otherNonce, aad: hex(vector.aad), sealed, into: &output))
         // The context still opens the genuine bytes after the failures.
-        #expect(Self.open(opener, nonce: nonce, aad: Self.hex(vector.aad), sealed, into: &output))
+        #expect(Self.open(opener, nonce: nonce, aad: hex(vector.aad), sealed, into: &output))
     }
 
     @Test("A context made for one direction refuses the other; a key of the wrong length is refused")
     func directionAndKeyLength() throws {
         let vector = Self.vectors[1]
-        let sealer = try AEADContext(vector.suite, key: Self.hex(vector.key), sealing: true)
-        let opener = try AEADContext(vector.suite, key: Self.hex(vector.key), sealing: false)
+        let sealer = try AEADContext(vector.suite, key: hex(vector.key), sealing: true)
+        let opener = try AEADContext(vector.suite, key: hex(vector.key), sealing: false)
         var buffer = vector.plaintext + [UInt8](repeating: 0, count: 16)
         #expect(!Self.seal(opener, vector, &buffer, length: vector.plaintext.count))
         var output = [UInt8](repeating: 0, count: vector.plaintext.count)
         #expect(
             !Self.open(
-                sealer, nonce: Self.hex(vector.nonce), aad: Self.hex(vector.aad), Self.hex(vector.sealed), into: &output
+                sealer, nonce: hex(vector.nonce), aad: hex(vector.aad), hex(vector.sealed), into: &output
             ))
         #expect(throws: TLSRecordError.cryptoFailure) {
             _ = try AEADContext(.tls13(0x1301)!, key: [UInt8](repeating: 0, count: 32), sealing: true)
@@ -113,13 +113,13 @@ import Testing
     func rfc8448Record() throws {
         let suite = TLSCipherSuite.tls13(0x1301)!
         let keys = TLSTrafficKeys(
-            key: Self.hex("17422dda596ed5d9acd890e3c63f5051"), iv: Self.hex("5b78923dee08579033e523d9"), secret: [])
+            key: hex("17422dda596ed5d9acd890e3c63f5051"), iv: hex("5b78923dee08579033e523d9"), secret: [])
         var sealer = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: true)
         var record = ByteBuffer()
         try sealer.seal(type: TLSContentType.applicationData, Array(0..<50), into: &record)
         #expect(
             Array(record.readableBytesView)
-                == Self.hex(
+                == hex(
                     "1703030043a23f7054b62c94d0affafe8228ba55cbefacea42f914aa66bcab3f2b9819a8a5b46b395bd54a9a20441e2b"
                         + "62974e1f5a6292a2977014bd1e3deae63aeebb21694915e4"))
         var opener = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: false)
@@ -164,16 +164,5 @@ import Testing
     /// The additional data with a non-nil base address even when empty, as the record layer always has.
     private static func withAAD<R>(_ aad: [UInt8], _ body: (UnsafeRawBufferPointer) -> R) -> R {
         (aad + [0]).withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<aad.count])) }
-    }
-
-    static func hex(_ text: String) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var index = text.startIndex
-        while index < text.endIndex {
-            let next = text.index(index, offsetBy: 2)
-            bytes.append(UInt8(text[index..<next], radix: 16)!)
-            index = next
-        }
-        return bytes
     }
 }

@@ -10,3 +10,15 @@ final class Collector: ChannelInboundHandler, @unchecked Sendable {
     }
     func errorCaught(context: ChannelHandlerContext, error: any Error) { errors.append(error) }
 }
+
+/// Bytes from hex digits (test vectors).
+func hex(_ text: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        bytes.append(UInt8(text[index..<next], radix: 16)!)
+        index = next
+    }
+    return bytes
+}

@@ -129,15 +129,4 @@ import Testing
         #expect(keys.key == hex("17422dda596ed5d9acd890e3c63f5051"))
         #expect(keys.iv == hex("5b78923dee08579033e523d9"))
     }
-
-    private func hex(_ text: String) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var index = text.startIndex
-        while index < text.endIndex {
-            let next = text.index(index, offsetBy: 2)
-            bytes.append(UInt8(text[index..<next], radix: 16)!)
-            index = next
-        }
-        return bytes
-    }
 }
