@@ -119,6 +119,13 @@ public actor TopologyStore {
             staleAfterMicros: heartbeatStaleAfterMicros)
     }
 
+    /// The current primary and its latest state, without a whole snapshot's lag statistics (the proxy
+    /// asks ten times a second).
+    public func primary() -> (server: ServerIdentity, state: InstanceState?)? {
+        guard let name = derived.primary, let server = servers.first(where: { $0.name == name }) else { return nil }
+        return (server, observations[name]?.state)
+    }
+
     /// The current view as one value.
     public func snapshot(nowMicros: Int64) -> ClusterSnapshot {
         let views = servers.map { server in

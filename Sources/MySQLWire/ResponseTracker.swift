@@ -65,6 +65,12 @@ public struct ResponseTracker: Sendable {
         }
     }
 
+    /// Whether a packet whose first byte is `header` is just another row of the result set being read
+    /// (`serverPacket` would answer `.inProgress` and change nothing): a relay can skip the call for it.
+    public func isPlainRow(header: UInt8) -> Bool {
+        phase == .rows && header != 0xFE && header != 0xFF
+    }
+
     public mutating func serverPacket(_ payload: ByteBuffer) -> Outcome {
         serverPacket(prefix: payload, length: payload.readableBytes)
     }

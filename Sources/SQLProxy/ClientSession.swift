@@ -239,8 +239,10 @@ final class ClientSession: ChannelInboundHandler {
         case .connectingBackend, .movingBackend:
             break  // read once the backend is logged in (a well-behaved client waits for the login's OK)
         case .closed:
-            inbound.clear()
+            inbound = ByteBuffer()
         }
+        // Framed bytes are not held on to: the read buffer can then be reused for the next read.
+        if inbound.readableBytes == 0 { inbound = ByteBuffer() }
     }
 
     /// Adds client bytes to what is still to be framed: the read buffer itself when nothing is pending
@@ -442,13 +444,14 @@ final class ClientSession: ChannelInboundHandler {
         var wrote = false
         do {
             while case .command = phase, changeUser == nil || isAwaitingClientAnswer {
-                let start = inbound.readerIndex
+                let unframed = inbound
                 guard let packet = try decoder.decode(buffer: &inbound) else { break }
                 // The packet's own bytes, header included, when it came as one chunk: forwarded as they
-                // are unless the proxy has to change them.
+                // are unless the proxy has to change them. (Taken from the buffer as it was before
+                // decoding: a ByteBuffer gives no slices of bytes already read.)
                 let wire =
-                    inbound.readerIndex - start == packet.payload.readableBytes + 4
-                    ? inbound.getSlice(at: start, length: packet.payload.readableBytes + 4) : nil
+                    inbound.readerIndex - unframed.readerIndex == packet.payload.readableBytes + 4
+                    ? unframed.getSlice(at: unframed.readerIndex, length: packet.payload.readableBytes + 4) : nil
                 if isAwaitingClientAnswer {
                     changeUserAnswerReceived(packet, backend: backend)
                     continue
@@ -460,6 +463,7 @@ final class ClientSession: ChannelInboundHandler {
             return
         }
         if wrote { backend.channel.flush() }
+        if inbound.readableBytes == 0 { inbound = ByteBuffer() }
     }
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
@@ -579,23 +583,33 @@ final class ClientSession: ChannelInboundHandler {
         }
         let forwardable: Int
         let prefixLength = scanner.prefixLength
+        // The oldest response's tracker is worked on as a local value (put back below), so the packets of a
+        // long result set cost no access to the session's stored properties.
+        var current = pending.popFirst()
+        var startsResponse = atResponseStart
         do {
             forwardable = try scanner.scan(buffer) { packet in
                 guard !packet.isContinuation else { return true }
-                guard !pending.isEmpty else { throw ProxyProtocolError("the server sent a packet nobody asked for") }
-                let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
-                if atResponseStart, prefix.getInteger(at: prefix.readerIndex, as: UInt8.self) == 0xFF,
-                    let errno = prefix.getInteger(at: prefix.readerIndex + 1, endianness: .little, as: UInt16.self)
+                guard var tracker = current else {
+                    throw ProxyProtocolError("the server sent a packet nobody asked for")
+                }
+                let header = packet.length > 0 ? buffer.getInteger(at: packet.payloadIndex, as: UInt8.self) : nil
+                if let header, tracker.isPlainRow(header: header) { return true }
+                if startsResponse, header == 0xFF, packet.length >= 3,
+                    let errno = buffer.getInteger(at: packet.payloadIndex + 1, endianness: .little, as: UInt16.self)
                 {
                     environment.metrics.error(errno)
                 }
-                atResponseStart = false
-                switch pending[pending.startIndex].serverPacket(prefix: prefix, length: packet.length) {
+                startsResponse = false
+                let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
+                let outcome = tracker.serverPacket(prefix: prefix, length: packet.length)
+                current = tracker
+                switch outcome {
                 case .inProgress:
                     break
                 case .finished(let status):
-                    pending.removeFirst()
-                    atResponseStart = true
+                    current = pending.popFirst()
+                    startsResponse = true
                     portability.responseFinished(status: status)
                 case .localInfileRequested:
                     sendingLocalFile = true
@@ -606,10 +620,13 @@ final class ClientSession: ChannelInboundHandler {
                 return true
             }
         } catch {
+            if let current { pending.prepend(current) }
             logger.error("backend protocol error: \(error)")
             close()
             return
         }
+        if let current { pending.prepend(current) }
+        atResponseStart = startsResponse
         if forwardable > 0, let slice = buffer.readSlice(length: forwardable) {
             emit(slice, context: context)
         }

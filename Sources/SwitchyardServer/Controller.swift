@@ -121,9 +121,8 @@ public struct Controller: Sendable {
         settings.failoverHold = proxy.failoverHold
 
         let currentPrimary: @Sendable () async -> ProxyService.Primary? = {
-            let snapshot = await store.snapshot(nowMicros: WallClock.system.nowMicros())
-            guard let view = snapshot.servers.first(where: { $0.identity.name == snapshot.primary }) else { return nil }
-            return ProxyService.Primary(server: view.identity, version: view.state?.version)
+            guard let primary = await store.primary() else { return nil }
+            return ProxyService.Primary(server: primary.server, version: primary.state?.version)
         }
         // The accounts come from the primary's mysql.user, read with the monitor account.
         let accounts = AccountDirectory {

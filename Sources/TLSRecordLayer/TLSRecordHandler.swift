@@ -19,6 +19,13 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var sentCloseNotify = false
     private var receivedCloseNotify = false
     private var failed = false
+    /// The last plaintext and sealed buffers, reused for the next read and write once nobody else holds
+    /// them (the usual case: the session has consumed the bytes and the socket has taken the records), so
+    /// a steady relay allocates nothing per record.
+    private var readScratch: ByteBuffer?
+    private var writeScratch: ByteBuffer?
+    /// Larger buffers are not kept between reads or writes (an idle connection should not hold them).
+    static let scratchLimit = 64 * 1024
 
     public var version: TLSRecordVersion { writer.version }
     public var cipherSuite: TLSCipherSuite { writer.suite }
@@ -41,7 +48,7 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
             partial.writeBuffer(&buffer)
             buffer = partial
         }
-        var plaintext = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+        var plaintext = Self.reuse(&readScratch, capacity: buffer.readableBytes, context: context)
         do {
             while buffer.readableBytes >= 5 {
                 let start = buffer.readerIndex
@@ -80,7 +87,16 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
             partial = rest
         }
         if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
+        if plaintext.capacity <= Self.scratchLimit { readScratch = plaintext }
         if receivedCloseNotify { context.close(promise: nil) }
+    }
+
+    /// A cleared buffer of at least `capacity` bytes: `scratch` itself when no one else holds it any more.
+    private static func reuse(_ scratch: inout ByteBuffer?, capacity: Int, context: ChannelHandlerContext) -> ByteBuffer
+    {
+        guard var buffer = scratch.take() else { return context.channel.allocator.buffer(capacity: capacity) }
+        buffer.clear(minimumCapacity: capacity)  // allocates only if the old bytes are still held elsewhere
+        return buffer
     }
 
     /// Alerts and post-handshake messages.
@@ -136,7 +152,8 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         let records = max(
             1, (plaintext.readableBytes + TLSRecordProtection.maxPlaintext - 1) / TLSRecordProtection.maxPlaintext)
-        var out = context.channel.allocator.buffer(capacity: plaintext.readableBytes + records * writer.overhead)
+        var out = Self.reuse(
+            &writeScratch, capacity: plaintext.readableBytes + records * writer.overhead, context: context)
         do {
             try plaintext.withUnsafeReadableBytes { bytes throws(TLSRecordError) in
                 var offset = 0
@@ -158,6 +175,7 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         context.write(wrapOutboundOut(out), promise: promise)
+        if out.capacity <= Self.scratchLimit { writeScratch = out }
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

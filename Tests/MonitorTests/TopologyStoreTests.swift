@@ -76,6 +76,7 @@ struct TopologyStoreTests {
         #expect(snapshot.servers.allSatisfy { $0.role == .unreachable && $0.observation == nil && $0.lag == nil })
         #expect(snapshot.anomalies.contains { $0.code == .noPrimary })
         #expect(await store.reachablePrimary == nil)
+        #expect(await store.primary() == nil)
     }
 
     @Test func healthyCluster() async throws {
@@ -91,6 +92,8 @@ struct TopologyStoreTests {
         #expect(snapshot.servers.map(\.source) == [nil, "s1", "s1"])
         #expect(snapshot.servers.map(\.lastSeenMicros) == [Cluster.t0, Cluster.t0 + 10, Cluster.t0 + 20])
         #expect(await store.reachablePrimary == Cluster.s1)
+        #expect(await store.primary()?.server == Cluster.s1)
+        #expect(await store.primary()?.state?.version == Cluster.primary().state?.version)
 
         let primary = try #require(snapshot.server(named: "s1"))
         #expect(primary.lag == nil)  // the primary replicates from no one

@@ -208,6 +208,25 @@ struct LagTests {
         #expect(millis == 2_000)
     }
 
+    @Test func longHistoryAgreesWithAScanOfEveryRow() {
+        // 8,192 rows, 250 ms apart, sequences with gaps (a restarted writer skips numbers).
+        let rows = (0..<8192).map {
+            HeartbeatRow(sequence: UInt64($0 * 3 + 7), writtenAtMicros: Self.t0 + Int64($0) * 250 * Self.milli)
+        }
+        let newest = rows.last!.writtenAtMicros
+        for appliedSequence: UInt64 in [7, 8, 9, 10, 3_000, 3_001, 12_345, 24_580, 24_582, 30_000] {
+            let applied = HeartbeatRow(sequence: appliedSequence, writtenAtMicros: Self.t0)
+            for observedAt in [newest, newest - 3 * 250 * Self.milli, newest + 100 * Self.milli] {
+                let expected =
+                    rows.first { $0.sequence > appliedSequence && $0.writtenAtMicros <= observedAt }
+                    .map { max(0, observedAt - $0.writtenAtMicros) / 1000 } ?? 0
+                let millis = HeartbeatLag.millis(
+                    applied: applied, observedAtMicros: observedAt, written: rows, staleAfterMicros: Self.staleAfter)
+                #expect(millis == expected, "applied \(appliedSequence), observed at \(observedAt)")
+            }
+        }
+    }
+
     @Test func lagIsNeverNegative() {
         // A row stamped after the observation (clock skew between probe start and write) gives 0, not < 0.
         let applied = HeartbeatRow(sequence: 1, writtenAtMicros: Self.t0 + Self.second)
