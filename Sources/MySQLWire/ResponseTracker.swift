@@ -41,6 +41,20 @@ public struct ResponseTracker: Sendable {
 
     public let command: Command
     public let capabilities: CapabilityFlags
+    /// From a `COM_STMT_PREPARE` response's OK: the statement's id and its parameter and column counts.
+    public private(set) var prepared: PreparedStatementOK?
+
+    public struct PreparedStatementOK: Hashable, Sendable {
+        public var statementID: UInt32
+        public var columns: UInt16
+        public var params: UInt16
+
+        public init(statementID: UInt32, columns: UInt16, params: UInt16) {
+            self.statementID = statementID
+            self.columns = columns
+            self.params = params
+        }
+    }
     private var phase: Phase
     private var deprecateEOF: Bool { capabilities.contains(.deprecateEOF) }
 
@@ -97,10 +111,12 @@ public struct ResponseTracker: Sendable {
             switch header {
             case 0x00 where command == .statementPrepare:
                 var buffer = payload
-                buffer.moveReaderIndex(forwardBy: 5)
-                guard let columns = buffer.readInteger(endianness: .little, as: UInt16.self),
+                buffer.moveReaderIndex(forwardBy: 1)
+                guard let id = buffer.readInteger(endianness: .little, as: UInt32.self),
+                    let columns = buffer.readInteger(endianness: .little, as: UInt16.self),
                     let params = buffer.readInteger(endianness: .little, as: UInt16.self)
                 else { return .protocolViolation("short COM_STMT_PREPARE response") }
+                prepared = PreparedStatementOK(statementID: id, columns: columns, params: params)
                 return prepareNext(params: UInt64(params), columns: UInt64(columns))
             case 0x00:
                 let flags = status(payload, length: length)

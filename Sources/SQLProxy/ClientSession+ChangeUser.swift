@@ -286,6 +286,7 @@ extension ClientSession {
                         login?.passwordSHA1 = passwordSHA1
                         if let collation = request.collation { login?.collation = UInt8(truncatingIfNeeded: collation) }
                         portability.changedUser()
+                        statements.reset()
                         // A move logs in again with the handshake's one-byte collation and SHA1(password).
                         canLogInAgain = passwordSHA1 != nil && (request.collation ?? 0) <= 0xFF
                         environment.state.update(connectionID) { $0.user = request.username }

@@ -40,7 +40,7 @@ extension ClientSession {
 
     /// Why the session cannot move to a new server connection, or nil when it can.
     var moveObstacle: String? {
-        if let obstacle = portability.obstacle { return obstacle }
+        if let obstacle = portability.obstacle ?? statements.obstacle { return obstacle }
         if !canLogInAgain { return "the account logs in with client_ed25519, which only the client can answer" }
         if environment.state.session(connectionID)?.killRequested == true { return "it was named by a KILL" }
         return nil
@@ -108,6 +108,7 @@ extension ClientSession {
             metadata: [
                 "reason": "\(reason)", "server": "\(backend.server.name)", "backend_thread": "\(session.connectionID)",
                 "settings_to_replay": "\(portability.settings.count)",
+                "statements_to_prepare": "\(statements.statements.count)",
             ])
         if environment.tlsSecrets != nil, environment.backendTLS != nil {
             startTLSFastPath(backend.channel, hop: "backend")
@@ -115,23 +116,37 @@ extension ClientSession {
         // After the fast-path switch (queued first on the same event loop), so it happens while the hop is quiet.
         context.eventLoop.assumeIsolated().execute { [weak self] in
             guard let self else { return }
-            self.replay = SettingsReplay()
-            self.replayNextSetting()
+            self.replay = StateReplay(statementOrder: self.statements.replayOrder)
+            self.replayNext()
         }
     }
 
-    /// The session's `SET` statements, run again on the new connection before the waiting command.
-    struct SettingsReplay {
+    /// The session's `SET` statements, then its prepared statements, run again on the new connection before
+    /// the waiting command.
+    struct StateReplay {
+        /// Client ids of the prepared statements, in the order they are prepared again.
+        var statementOrder: [UInt32]
+        /// Steps done: `SET` statements first, then prepares.
         var next = 0
         var tracker: ResponseTracker?
         var inbound = ByteBuffer()
         var decoder = MySQLPacketDecoder(maxPayloadSize: 1 << 20)
     }
 
-    /// Sends the next `SET` statement to replay, or resumes the relay when all have run.
-    func replayNextSetting() {
+    /// Sends the next `SET` statement or prepare to replay, or resumes the relay when all have run.
+    func replayNext() {
         guard case .movingBackend = phase, let backend, let context, var replay else { return }
-        guard replay.next < portability.settings.count else {
+        let capabilities = backend.session?.capabilities ?? []
+        let payload: ByteBuffer
+        if replay.next < portability.settings.count {
+            replay.tracker = ResponseTracker(command: .query, capabilities: capabilities)
+            payload = portability.settings[replay.next]
+        } else if replay.next - portability.settings.count < replay.statementOrder.count,
+            let statement = statements.statements[replay.statementOrder[replay.next - portability.settings.count]]
+        {
+            replay.tracker = ResponseTracker(command: .statementPrepare, capabilities: capabilities)
+            payload = statement.prepare
+        } else {
             self.replay = nil
             environment.metrics.sessionMove(moved: true)
             logger.debug("session moved", metadata: ["server": "\(backend.server.name)"])
@@ -139,41 +154,59 @@ extension ClientSession {
             readCommands(context: context)
             return
         }
-        replay.tracker = ResponseTracker(command: .query, capabilities: backend.session?.capabilities ?? [])
         self.replay = replay
-        send(MySQLPacket(sequenceID: 0, payload: portability.settings[replay.next]), to: backend)
+        send(MySQLPacket(sequenceID: 0, payload: payload), to: backend)
         backend.channel.flush()
     }
 
-    /// The server's answers to replayed `SET` statements: each must be an OK.
+    /// The server's answers to replayed statements: each `SET` must get an OK, each prepare its statement
+    /// with the same parameters and columns as before.
     func replayRead(_ buffer: ByteBuffer) {
         guard var replay else { return }
         self.replay = nil  // not held twice while mutated
         replay.inbound.writeImmutableBuffer(buffer)
         do {
             while var tracker = replay.tracker, let packet = try replay.decoder.decode(buffer: &replay.inbound) {
-                switch tracker.serverPacket(packet.payload) {
+                let outcome = tracker.serverPacket(packet.payload)
+                replay.tracker = tracker
+                switch outcome {
                 case .inProgress:
-                    replay.tracker = tracker
-                case .finished(_?):
-                    replay.tracker = nil
-                    replay.next += 1
-                    self.replay = replay
-                    replayNextSetting()
-                    return
-                case .finished(nil):
-                    let error = try? Packets.ErrorPacket.decode(packet.payload, capabilities: [.protocol41])
-                    let detail = error.map { "\($0.errorCode): \($0.message)" } ?? "no OK"
-                    moveFailed("a SET statement of the session failed on the new connection (\(detail))")
-                    return
+                    continue
                 case .localInfileRequested, .protocolViolation:
-                    throw ProxyProtocolError("unexpected answer to a replayed SET statement")
+                    throw ProxyProtocolError("unexpected answer to a replayed statement")
+                case .finished(let status):
+                    if let problem = replayAnswered(tracker, status: status, packet: packet, replay: replay) {
+                        moveFailed(problem)
+                        return
+                    }
                 }
+                replay.tracker = nil
+                replay.next += 1
+                self.replay = replay
+                replayNext()
+                return
             }
             self.replay = replay
         } catch {
-            moveFailed("the new connection answered a replayed SET statement wrongly: \(error)")
+            moveFailed("the new connection answered a replayed statement wrongly: \(error)")
         }
+    }
+
+    /// Checks one replayed statement's answer (`packet`, its last); returns why the move cannot go on, or nil.
+    private func replayAnswered(
+        _ tracker: ResponseTracker, status: StatusFlags?, packet: MySQLPacket, replay: StateReplay
+    ) -> String? {
+        let error = { () -> String in
+            let error = try? Packets.ErrorPacket.decode(packet.payload, capabilities: [.protocol41])
+            return error.map { "\($0.errorCode): \($0.message)" } ?? "no OK"
+        }
+        guard tracker.command == .statementPrepare else {
+            return status == nil ? "a SET statement of the session failed on the new connection (\(error()))" : nil
+        }
+        guard let ok = tracker.prepared else {
+            return "a prepared statement of the session failed on the new connection (\(error()))"
+        }
+        return statements.preparedAgain(replay.statementOrder[replay.next - portability.settings.count], ok)
     }
 
     /// The move did not work out: the waiting command gets an ERR and the session ends.

@@ -96,8 +96,10 @@ final class ClientSession: ChannelInboundHandler {
     var backendDeadline: NIODeadline?
     /// Whether the session could continue on another server connection.
     var portability = SessionPortability()
-    /// While a move replays the session's `SET` statements on the new connection.
-    var replay: SettingsReplay?
+    /// The session's prepared statements, prepared again after a move.
+    var statements = PreparedStatements()
+    /// While a move replays the session's `SET` statements and prepares on the new connection.
+    var replay: StateReplay?
     /// The proxy can log in again as the session's user without the client: a `mysql_native_password`
     /// login (the proxy holds SHA1(password)) or no password. Not after a `client_ed25519` login.
     var canLogInAgain = false
@@ -530,6 +532,13 @@ final class ClientSession: ChannelInboundHandler {
             case .refused:
                 return false
             }
+            if command == .statementPrepare { statements.prepareSent(packet.payload) }
+        case .statementExecute, .statementSendLongData, .statementClose, .statementReset, .statementFetch,
+            .statementBulkExecute:
+            if let payload = statements.clientCommand(command, payload: packet.payload) {
+                packet.payload = payload
+                rewritten = true
+            }
         default:
             break
         }
@@ -563,74 +572,6 @@ final class ClientSession: ChannelInboundHandler {
         var out = backend.channel.allocator.buffer(capacity: packet.payload.readableBytes + 4)
         MySQLPacketEncoder.write(packet, into: &out)
         backend.channel.write(out, promise: nil)
-    }
-
-    func backendRead(_ buffer: ByteBuffer) {
-        guard let context else { return }
-        var buffer = buffer
-        if case .movingBackend = phase {
-            replayRead(buffer)
-            return
-        }
-        if isAwaitingBackendChangeUser {
-            changeUserInbound.writeBuffer(&buffer)
-            backendChangeUserRead()
-            return
-        }
-        if var held = heldBackend.take() {
-            held.writeBuffer(&buffer)
-            buffer = held
-        }
-        let forwardable: Int
-        let prefixLength = scanner.prefixLength
-        // The oldest response's tracker is worked on as a local value (put back below), so the packets of a
-        // long result set cost no access to the session's stored properties.
-        var current = pending.popFirst()
-        var startsResponse = atResponseStart
-        do {
-            forwardable = try scanner.scan(buffer) { packet in
-                guard !packet.isContinuation else { return true }
-                guard var tracker = current else {
-                    throw ProxyProtocolError("the server sent a packet nobody asked for")
-                }
-                let header = packet.length > 0 ? buffer.getInteger(at: packet.payloadIndex, as: UInt8.self) : nil
-                if let header, tracker.isPlainRow(header: header) { return true }
-                if startsResponse, header == 0xFF, packet.length >= 3,
-                    let errno = buffer.getInteger(at: packet.payloadIndex + 1, endianness: .little, as: UInt16.self)
-                {
-                    environment.metrics.error(errno)
-                }
-                startsResponse = false
-                let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
-                let outcome = tracker.serverPacket(prefix: prefix, length: packet.length)
-                current = tracker
-                switch outcome {
-                case .inProgress:
-                    break
-                case .finished(let status):
-                    current = pending.popFirst()
-                    startsResponse = true
-                    portability.responseFinished(status: status)
-                case .localInfileRequested:
-                    sendingLocalFile = true
-                    nextBackendSequenceID = packet.sequenceID &+ 1
-                case .protocolViolation(let reason):
-                    throw ProxyProtocolError(reason)
-                }
-                return true
-            }
-        } catch {
-            if let current { pending.prepend(current) }
-            logger.error("backend protocol error: \(error)")
-            close()
-            return
-        }
-        if let current { pending.prepend(current) }
-        atResponseStart = startsResponse
-        if forwardable > 0, let slice = buffer.readSlice(length: forwardable) {
-            emit(slice, context: context)
-        }
-        if buffer.readableBytes > 0 { heldBackend = buffer }
     }
 
     func backendWritabilityChanged(_ writable: Bool) {

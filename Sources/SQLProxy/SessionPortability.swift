@@ -7,8 +7,8 @@ import NIOCore
 ///
 /// Conservative by design. A statement pins the session unless it is known to leave no session state
 /// behind: `SET`, `USE` by SQL, `PREPARE`, temporary tables, locks, user-variable assignments, `INSERT`
-/// (`LAST_INSERT_ID()`), prepared statements by protocol, `COM_SET_OPTION` and anything unrecognised all
-/// pin it. An open transaction or autocommit off (from the server's status flags, not guessed from SQL)
+/// (`LAST_INSERT_ID()`), `COM_SET_OPTION` and anything unrecognised all pin it. Prepared statements by
+/// protocol are prepared again on the new connection (`PreparedStatements`). An open transaction or autocommit off (from the server's status flags, not guessed from SQL)
 /// holds it only while it lasts. `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable
 /// again. Some state is replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET`
 /// statements that give session or user variables (or `NAMES`, `CHARACTER SET`) literal values, run again
@@ -65,7 +65,7 @@ struct SessionPortability: Sendable, Hashable {
                     pinnedBy = "more than \(Self.maximumSettings) SET statements"
                     break
                 }
-                awaiting.append(.setting(payload))
+                awaiting.append(.setting(PreparedStatements.copy(payload)))
                 return
             case .pins(let reason):
                 pinnedBy = reason
@@ -74,7 +74,7 @@ struct SessionPortability: Sendable, Hashable {
             break
         case .statementPrepare, .statementExecute, .statementSendLongData, .statementClose, .statementReset,
             .statementFetch, .statementBulkExecute:
-            if pinnedBy == nil { pinnedBy = "prepared statements" }
+            break  // prepared again on a move; what cannot be is `PreparedStatements.obstacle`
         default:
             if pinnedBy == nil { pinnedBy = "command \(command)" }
         }

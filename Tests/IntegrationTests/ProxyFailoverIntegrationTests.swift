@@ -61,6 +61,44 @@ struct LongSession {
         return LongSession(pid: pid, log: log, go: go)
     }
 
+    /// A Perl (DBD::MariaDB) session with server-side prepared statements: it prepares `SELECT @@port, ? + 1`
+    /// and executes it once; each round N then executes it with N and prepares, executes and closes
+    /// `SELECT ? * 10`, logging `ran N <port> <N+1> <N*10>`.
+    static func startPrepared(_ proxy: ProxyFixture) throws -> LongSession {
+        let directory = proxy.cluster.manifest.directory
+        let (log, go) = ("\(directory)/session-prepared.log", "\(directory)/go-prepared")
+        let pid = try ChildProcess.launch(
+            "/usr/bin/perl",
+            [
+                "-e",
+                #"""
+                use strict; use warnings; use DBI; $| = 1;
+                my ($port, $password, $ca, $go) = @ARGV;
+                my $dbh = DBI->connect(
+                    "DBI:MariaDB:database=appdb;host=127.0.0.1;port=$port;mariadb_ssl=1;"
+                    . "mariadb_ssl_verify_server_cert=1;mariadb_ssl_ca_file=$ca", 'app', $password,
+                    { RaiseError => 1, PrintError => 0, AutoCommit => 1, mariadb_server_prepare => 1,
+                      mariadb_server_prepare_disable_fallback => 1 });
+                my $kept = $dbh->prepare('SELECT @@port, ? + 1');
+                $kept->execute(0); $kept->fetchrow_array; $kept->finish;
+                print "connected\n";
+                for my $n (1 .. 9) {
+                    until (-e "$go.$n") { exit 0 if -e "$go.quit"; select(undef, undef, undef, 0.02); }
+                    print "started $n\n";
+                    my $ok = eval {
+                        $kept->execute($n); my @row = $kept->fetchrow_array; $kept->finish;
+                        my $new = $dbh->prepare('SELECT ? * 10'); $new->execute($n);
+                        my ($tens) = $new->fetchrow_array; $new->finish; undef $new;
+                        print "ran $n @row $tens\n"; 1;
+                    };
+                    if (!$ok) { print "error $n ", ($dbh->err // 0), " $@\n"; last; }
+                }
+                """#,
+                "\(proxy.port)", try proxy.appPassword, proxy.cluster.manifest.caFile, go,
+            ], logFile: log)
+        return LongSession(pid: pid, log: log, go: go)
+    }
+
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     func said(_ text: String) -> Bool { output.contains(text) }
@@ -115,9 +153,10 @@ extension IntegrationTests {
                 #expect(
                     before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(cluster.instance("s1").port)")
                 // Sessions opened on s1 stay open across the switchover, then run one more statement.
-                let sessions = try ["portable", "variable", "autocommit-off", "settings"].map {
-                    try LongSession.start(proxy, mode: $0)
-                }
+                let sessions =
+                    try ["portable", "variable", "autocommit-off", "settings"].map {
+                        try LongSession.start(proxy, mode: $0)
+                    } + [LongSession.startPrepared(proxy)]
                 defer { sessions.forEach { $0.stop() } }
                 for session in sessions {
                     try await poll("\(session.log) is connected", deadline: .seconds(10)) { session.said("connected") }
@@ -143,8 +182,14 @@ extension IntegrationTests {
                 #expect(sessions[2].said("error 1 1927"), "\(sessions[2].output)")
                 // Literal SET statements run again on s2 before the statement: the same values there.
                 #expect(sessions[3].said("ran 1 \(s2) 5 ANSI_QUOTES latin1"), "\(sessions[3].output)")
+                // Prepared statements are prepared again on s2: the kept one runs there with its parameter
+                // types, and one prepared after the move runs under an id of its own.
+                #expect(sessions[4].said("ran 1 \(s2) 2 10"), "\(sessions[4].output)")
+                sessions[4].go(2)
+                try await sessions[4].waitForAnswer(2)
+                #expect(sessions[4].said("ran 2 \(s2) 3 20"), "\(sessions[4].output)")
                 let totals = try #require(proxy.controller.proxy).metrics.totals()
-                #expect(totals.sessionsMoved == 2 && totals.sessionsNotMoved == 2, "\(totals)")
+                #expect(totals.sessionsMoved == 3 && totals.sessionsNotMoved == 2, "\(totals)")
             }
         }
     }

@@ -96,6 +96,7 @@ struct ResponseTrackerTests {
             [header(columns: 1, params: 2), Self.column, Self.column, Self.eof([]), Self.column, Self.eof([])])
         #expect(outcomes.last == .finished(nil))
         #expect(outcomes.dropLast().allSatisfy { $0 == .inProgress })
+        #expect(classic.prepared == .init(statementID: 7, columns: 1, params: 2))
 
         var modern = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41, .deprecateEOF])
         let modernOutcomes = Self.run(&modern, [header(columns: 1, params: 2), Self.column, Self.column, Self.column])
@@ -105,6 +106,7 @@ struct ResponseTrackerTests {
         #expect(empty.serverPacket(header(columns: 0, params: 0)) == .finished(nil))
         var failed = ResponseTracker(command: .statementPrepare, capabilities: [.protocol41])
         #expect(failed.serverPacket(Self.err) == .finished(nil))
+        #expect(failed.prepared == nil)
     }
 
     @Test("an execute that opens a cursor ends after the column definitions; fetch ends at its EOF")

@@ -1,0 +1,87 @@
+import Logging
+import MySQLWire
+import NIOCore
+
+/// The server's answers on their way to the client: the bytes pass unchanged (but for the statement id of a
+/// prepare answered after a move), while `ResponseTracker`s follow where each answer ends.
+extension ClientSession {
+    func backendRead(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        var buffer = buffer
+        if case .movingBackend = phase {
+            replayRead(buffer)
+            return
+        }
+        if isAwaitingBackendChangeUser {
+            changeUserInbound.writeBuffer(&buffer)
+            backendChangeUserRead()
+            return
+        }
+        if var held = heldBackend.take() {
+            held.writeBuffer(&buffer)
+            buffer = held
+        }
+        let forwardable: Int
+        let prefixLength = scanner.prefixLength
+        // The oldest response's tracker is worked on as a local value (put back below), so the packets of a
+        // long result set cost no access to the session's stored properties.
+        var current = pending.popFirst()
+        var startsResponse = atResponseStart
+        /// Prepare responses whose statement id the client knows by another id (after a move).
+        var statementIDs: [(index: Int, clientID: UInt32)] = []
+        do {
+            forwardable = try scanner.scan(buffer) { packet in
+                guard !packet.isContinuation else { return true }
+                guard var tracker = current else {
+                    throw ProxyProtocolError("the server sent a packet nobody asked for")
+                }
+                let header = packet.length > 0 ? buffer.getInteger(at: packet.payloadIndex, as: UInt8.self) : nil
+                if let header, tracker.isPlainRow(header: header) { return true }
+                let first = startsResponse
+                if first, header == 0xFF, packet.length >= 3,
+                    let errno = buffer.getInteger(at: packet.payloadIndex + 1, endianness: .little, as: UInt16.self)
+                {
+                    environment.metrics.error(errno)
+                }
+                startsResponse = false
+                let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
+                let outcome = tracker.serverPacket(prefix: prefix, length: packet.length)
+                current = tracker
+                if first, tracker.command == .statementPrepare,
+                    let clientID = statements.prepareAnswered(tracker.prepared)
+                {
+                    statementIDs.append((packet.payloadIndex + 1, clientID))
+                }
+                switch outcome {
+                case .inProgress:
+                    break
+                case .finished(let status):
+                    current = pending.popFirst()
+                    startsResponse = true
+                    portability.responseFinished(status: status)
+                    if tracker.command == .resetConnection, status != nil { statements.reset() }
+                case .localInfileRequested:
+                    sendingLocalFile = true
+                    nextBackendSequenceID = packet.sequenceID &+ 1
+                case .protocolViolation(let reason):
+                    throw ProxyProtocolError(reason)
+                }
+                return true
+            }
+        } catch {
+            if let current { pending.prepend(current) }
+            logger.error("backend protocol error: \(error)")
+            close()
+            return
+        }
+        if let current { pending.prepend(current) }
+        atResponseStart = startsResponse
+        for (index, clientID) in statementIDs {
+            buffer.setInteger(clientID, at: index, endianness: .little)
+        }
+        if forwardable > 0, let slice = buffer.readSlice(length: forwardable) {
+            emit(slice, context: context)
+        }
+        if buffer.readableBytes > 0 { heldBackend = buffer }
+    }
+}
