@@ -132,32 +132,48 @@ public struct TLSRecordProtection {
         sequence = 0
     }
 
-    private func withNonce<R>(explicit: UInt64, _ body: (UnsafePointer<UInt8>) -> R) -> R {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 12) { nonce in
-            let low = explicitNonceLength > 0 ? explicit : ivLow ^ sequence
-            for index in 0..<4 { nonce[index] = UInt8(truncatingIfNeeded: ivHigh >> (24 - 8 * index)) }
-            for index in 0..<8 { nonce[4 + index] = UInt8(truncatingIfNeeded: low >> (56 - 8 * index)) }
-            return body(UnsafePointer(nonce.baseAddress!))
+    /// A record's nonce and additional data, as plain values: worked out before the AEAD call's closures so
+    /// that they do not capture (and copy) the whole struct.
+    struct RecordInputs {
+        /// The IV's high 4 bytes, then its low 8 XORed with the sequence number (or the explicit nonce).
+        var nonce: (UInt32, UInt32, UInt32)
+        /// TLS 1.2: sequence, type, version, plaintext length (13 bytes); TLS 1.3: the record header (5).
+        var aad: (UInt64, UInt64) = (0, 0)
+        var aadLength = 0
+
+        func withPointers<R>(_ body: (UnsafePointer<UInt8>, UnsafeRawBufferPointer) -> R) -> R {
+            withUnsafeBytes(of: nonce) { nonce in
+                withUnsafeBytes(of: aad) { aad in
+                    body(
+                        nonce.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        UnsafeRawBufferPointer(rebasing: aad[0..<aadLength]))
+                }
+            }
         }
     }
 
-    /// TLS 1.2's additional data: sequence, type, version and plaintext length; TLS 1.3's: the header.
-    private func withAAD<R>(type: UInt8, length: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 13) { aad in
+    /// `explicit`: TLS 1.2 AES-GCM's explicit nonce (the sequence number when sealing).
+    private func recordInputs(type: UInt8, length: Int, explicit: UInt64) -> RecordInputs {
+        let low = explicitNonceLength > 0 ? explicit : ivLow ^ sequence
+        var inputs = RecordInputs(
+            nonce: (
+                ivHigh.bigEndian, UInt32(truncatingIfNeeded: low >> 32).bigEndian,
+                UInt32(truncatingIfNeeded: low).bigEndian
+            ))
+        withUnsafeMutableBytes(of: &inputs.aad) { aad in
             var index = 0
             if version == .tls12 {
-                for shift in stride(from: 56, through: 0, by: -8) {
-                    aad[index] = UInt8(truncatingIfNeeded: sequence >> UInt64(shift))
-                    index += 1
-                }
+                aad.storeBytes(of: sequence.bigEndian, as: UInt64.self)
+                index = 8
             }
             aad[index] = type
             aad[index + 1] = 3
             aad[index + 2] = 3
             aad[index + 3] = UInt8(truncatingIfNeeded: length >> 8)
             aad[index + 4] = UInt8(truncatingIfNeeded: length)
-            return body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(aad)[0..<index + 5]))
+            inputs.aadLength = index + 5
         }
+        return inputs
     }
 
     /// Appends one record holding `plaintext` (at most `maxPlaintext` bytes) of `type` to `out`.
@@ -171,6 +187,10 @@ public struct TLSRecordProtection {
         out.writeMultipleIntegers(outerType, UInt16(0x0303), UInt16(bodyLength))
         let explicitLength = explicitNonceLength
         let sequence = self.sequence
+        let tls13 = version == .tls13
+        // TLS 1.3 authenticates the record header; TLS 1.2 the plaintext's type and length.
+        let inputs = recordInputs(type: outerType, length: tls13 ? bodyLength : innerLength, explicit: sequence)
+        let context = self.context
         let ok = out.writeWithUnsafeMutableBytes(minimumWritableBytes: bodyLength) { body -> Int in
             var nonceBytes = sequence.bigEndian
             withUnsafeBytes(of: &nonceBytes) {
@@ -178,16 +198,10 @@ public struct TLSRecordProtection {
             }
             let inner = body.baseAddress! + explicitLength
             if plaintext.count > 0 { inner.copyMemory(from: plaintext.baseAddress!, byteCount: plaintext.count) }
-            if version == .tls13 { inner.storeBytes(of: type, toByteOffset: plaintext.count, as: UInt8.self) }
-            // TLS 1.3 authenticates the record header; TLS 1.2 the plaintext's type and length.
-            let sealed = withAAD(
-                type: outerType, length: version == .tls13 ? bodyLength : innerLength
-            ) { aad in
-                withNonce(explicit: sequence) { nonce in
-                    context.seal(
-                        nonce: nonce, aad: aad, input: inner, output: inner, length: innerLength,
-                        tag: inner + innerLength)
-                }
+            if tls13 { inner.storeBytes(of: type, toByteOffset: plaintext.count, as: UInt8.self) }
+            let sealed = inputs.withPointers { nonce, aad in
+                context.seal(
+                    nonce: nonce, aad: aad, input: inner, output: inner, length: innerLength, tag: inner + innerLength)
             }
             return sealed ? bodyLength : 0
         }
@@ -220,17 +234,16 @@ public struct TLSRecordProtection {
         for index in 0..<explicitNonceLength { explicit = explicit << 8 | UInt64(body[index]) }
         let start = out.writerIndex
         let explicitLength = explicitNonceLength
+        let inputs = recordInputs(
+            type: outerType, length: version == .tls13 ? body.count : innerLength, explicit: explicit)
+        let context = self.context
         var verified = false
         out.writeWithUnsafeMutableBytes(minimumWritableBytes: max(innerLength, 1)) { output -> Int in
             let input = body.baseAddress! + explicitLength
-            verified = withAAD(
-                type: outerType, length: version == .tls13 ? body.count : innerLength
-            ) { aad in
-                withNonce(explicit: explicit) { nonce in
-                    context.open(
-                        nonce: nonce, aad: aad, input: input, output: output.baseAddress!, length: innerLength,
-                        tag: input + innerLength)
-                }
+            verified = inputs.withPointers { nonce, aad in
+                context.open(
+                    nonce: nonce, aad: aad, input: input, output: output.baseAddress!, length: innerLength,
+                    tag: input + innerLength)
             }
             return verified ? innerLength : 0
         }
