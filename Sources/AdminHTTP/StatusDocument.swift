@@ -77,10 +77,15 @@ public struct StatusDocument: Codable, Hashable, Sendable {
         public var bytesToClients: Int
         public var errorsTotal: Int
         public var failedLogins: Int
+        /// Sessions moved to a new server connection between statements, and sessions ended because they
+        /// could not move (runbooks/proxy.md, "Failover and lost server connections").
+        public var sessionsMoved: Int
+        public var sessionsEnded: Int
 
         public init(
             listen: String, primary: String?, connectionsCurrent: Int, connectionsTotal: Int, statementsTotal: Int,
-            bytesFromClients: Int, bytesToClients: Int, errorsTotal: Int, failedLogins: Int
+            bytesFromClients: Int, bytesToClients: Int, errorsTotal: Int, failedLogins: Int, sessionsMoved: Int = 0,
+            sessionsEnded: Int = 0
         ) {
             self.listen = listen
             self.primary = primary
@@ -91,6 +96,8 @@ public struct StatusDocument: Codable, Hashable, Sendable {
             self.bytesToClients = bytesToClients
             self.errorsTotal = errorsTotal
             self.failedLogins = failedLogins
+            self.sessionsMoved = sessionsMoved
+            self.sessionsEnded = sessionsEnded
         }
 
         enum CodingKeys: String, CodingKey {
@@ -102,6 +109,8 @@ public struct StatusDocument: Codable, Hashable, Sendable {
             case bytesToClients = "bytes_to_clients"
             case errorsTotal = "errors_total"
             case failedLogins = "failed_logins"
+            case sessionsMoved = "sessions_moved"
+            case sessionsEnded = "sessions_ended"
         }
     }
 

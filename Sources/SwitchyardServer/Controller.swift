@@ -168,7 +168,8 @@ public struct Controller: Sendable {
                         connectionsCurrent: totals.connectionsCurrent, connectionsTotal: totals.connectionsTotal,
                         statementsTotal: totals.statementsTotal, bytesFromClients: totals.bytesFromClients,
                         bytesToClients: totals.bytesToClients, errorsTotal: totals.errorsTotal,
-                        failedLogins: totals.failedLogins)
+                        failedLogins: totals.failedLogins, sessionsMoved: totals.sessionsMoved,
+                        sessionsEnded: totals.sessionsNotMoved)
                 },
                 logger: logger,
                 onRunning: onAdminRunning)

@@ -80,7 +80,8 @@ extension IntegrationTests {
             #expect(
                 Set(proxy.keys) == [
                     "listen", "primary", "connections_current", "connections_total", "statements_total",
-                    "bytes_from_clients", "bytes_to_clients", "errors_total", "failed_logins",
+                    "bytes_from_clients", "bytes_to_clients", "errors_total", "failed_logins", "sessions_moved",
+                    "sessions_ended",
                 ])
             #expect(proxy["primary"] as? String == "s1")
 

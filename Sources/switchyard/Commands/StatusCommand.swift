@@ -8,7 +8,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Flag(
         help:
-            "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}],\"proxy\":{listen,primary,connections_current,connections_total,statements_total,bytes_from_clients,bytes_to_clients,errors_total,failed_logins}|null}."
+            "Print JSON: {\"servers\":[{name,address,role,read_only,gtid_current_pos,source,io_running,sql_running,last_error}],\"proxy\":{listen,primary,connections_current,connections_total,statements_total,bytes_from_clients,bytes_to_clients,errors_total,failed_logins,sessions_moved,sessions_ended}|null}."
     )
     var json = false
 
@@ -70,7 +70,8 @@ struct StatusCommand: AsyncParsableCommand {
             print(
                 "Proxy on \(proxy.listen) → \(proxy.primary ?? "no primary"): \(proxy.connectionsCurrent) connections now, "
                     + "\(proxy.connectionsTotal) logins, \(proxy.statementsTotal) statements, \(proxy.errorsTotal) errors, "
-                    + "\(proxy.failedLogins) failed logins, \(proxy.bytesFromClients) bytes in / \(proxy.bytesToClients) out"
+                    + "\(proxy.failedLogins) failed logins, \(proxy.bytesFromClients) bytes in / \(proxy.bytesToClients) out, "
+                    + "\(proxy.sessionsMoved) sessions moved and \(proxy.sessionsEnded) ended (primary moved, connection lost)"
             )
         } else {
             print("Proxy: off")
