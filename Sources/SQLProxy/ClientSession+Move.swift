@@ -41,6 +41,9 @@ extension ClientSession {
     /// Why the session cannot move to a new server connection, or nil when it can.
     var moveObstacle: String? {
         if let obstacle = portability.obstacle ?? statements.obstacle { return obstacle }
+        if portability.inserted, statements.readLastInsertID {
+            return "a prepared statement reads LAST_INSERT_ID(), which an INSERT set"
+        }
         if !canLogInAgain { return "the account logs in with client_ed25519, which only the client can answer" }
         if environment.state.session(connectionID)?.killRequested == true { return "it was named by a KILL" }
         return nil
@@ -148,6 +151,7 @@ extension ClientSession {
             payload = statement.prepare
         } else {
             self.replay = nil
+            portability.moved()
             environment.metrics.sessionMove(moved: true)
             logger.debug("session moved", metadata: ["server": "\(backend.server.name)"])
             phase = .command

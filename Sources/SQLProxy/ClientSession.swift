@@ -518,6 +518,14 @@ final class ClientSession: ChannelInboundHandler {
             packet.payload = kill
             rewritten = true
         case .query, .statementPrepare:
+            if portability.lastInsertIDLost, StatementClassifier.readsLastInsertID(packet.payload) {
+                logger.notice("ending the session: a statement reads LAST_INSERT_ID(), lost when the session moved")
+                refuse(
+                    errno: 1927, sqlState: "70100",
+                    "Connection was killed: this session moved to a new server connection after an INSERT, "
+                        + "and LAST_INSERT_ID() did not move with it; reconnect", sequenceID: 1)
+                return false
+            }
             switch SQLRewriter.rewrite(
                 packet.payload, connectionID: connectionID,
                 killTarget: { id in

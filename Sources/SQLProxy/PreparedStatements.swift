@@ -26,6 +26,8 @@ struct PreparedStatements {
         var typesBound = false
         /// `COM_STMT_SEND_LONG_DATA` since the last execute or reset: the server holds data the proxy does not.
         var hasLongData = false
+        /// The statement reads `LAST_INSERT_ID()` (which a move does not carry).
+        var readsLastInsertID = false
     }
 
     /// By the id the client knows.
@@ -71,7 +73,8 @@ struct PreparedStatements {
             nextClientID &+= 1
         }
         statements[clientID] = Statement(
-            prepare: prepare, params: ok.params, columns: ok.columns, serverID: ok.statementID)
+            prepare: prepare, params: ok.params, columns: ok.columns, serverID: ok.statementID,
+            readsLastInsertID: StatementClassifier.readsLastInsertID(prepare))
         bytes += prepare.readableBytes
         return clientID == ok.statementID ? nil : clientID
     }
@@ -135,6 +138,9 @@ struct PreparedStatements {
             payload.getSlice(at: boundFlagIndex + 1, length: payload.readableBytes - (boundFlagIndex + 1 - start))!)
         return packet
     }
+
+    /// Some statement reads `LAST_INSERT_ID()`.
+    var readLastInsertID: Bool { statements.values.contains(where: \.readsLastInsertID) }
 
     /// The prepares to run again on a new connection, in the order the statements were prepared.
     var replayOrder: [UInt32] {

@@ -6,13 +6,16 @@ import NIOCore
 /// login as the same user, with the same database and character set, would not recreate.
 ///
 /// Conservative by design. A statement pins the session unless it is known to leave no session state
-/// behind: `SET`, `USE` by SQL, `PREPARE`, temporary tables, locks, user-variable assignments, `INSERT`
-/// (`LAST_INSERT_ID()`), `COM_SET_OPTION` and anything unrecognised all pin it. Prepared statements by
-/// protocol are prepared again on the new connection (`PreparedStatements`). An open transaction or autocommit off (from the server's status flags, not guessed from SQL)
-/// holds it only while it lasts. `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable
-/// again. Some state is replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET`
-/// statements that give session or user variables (or `NAMES`, `CHARACTER SET`) literal values, run again
-/// in order on the new connection.
+/// behind: `SET`, `USE` by SQL, `PREPARE`, temporary tables, locks, user-variable assignments,
+/// `LAST_INSERT_ID(expr)`, `COM_SET_OPTION` and anything unrecognised all pin it. `INSERT` and `REPLACE` do
+/// not: the only state they leave is `LAST_INSERT_ID()`, and after a move a statement that reads it ends
+/// the session (`lastInsertIDLost`) rather than getting another value. Prepared statements by protocol are
+/// prepared again on the new connection (`PreparedStatements`). An open transaction or autocommit off
+/// (from the server's status flags, not guessed from SQL) holds the session only while it lasts.
+/// `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable again. Some state is
+/// replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET` statements that give
+/// session or user variables (or `NAMES`, `CHARACTER SET`) literal values, run again in order on the new
+/// connection.
 struct SessionPortability: Sendable, Hashable {
     /// Why the session cannot move, from the first statement that left state behind.
     private(set) var pinnedBy: String?
@@ -22,6 +25,11 @@ struct SessionPortability: Sendable, Hashable {
     private(set) var database: String?
     /// `SET` statements (COM_QUERY payloads) the server accepted, in order: run again after a move.
     private(set) var settings: [ByteBuffer] = []
+    /// An `INSERT` or `REPLACE` ran: `LAST_INSERT_ID()` may hold a value a new connection would not have.
+    private(set) var inserted = false
+    /// The session moved after an insert: its `LAST_INSERT_ID()` is gone, so a statement that reads it must
+    /// not run (it would get another value); cleared by `COM_RESET_CONNECTION` or a change of user.
+    private(set) var lastInsertIDLost = false
     /// Commands sent and not yet answered whose answer matters here, oldest first.
     private var awaiting: [Awaited] = []
 
@@ -57,6 +65,8 @@ struct SessionPortability: Sendable, Hashable {
             switch StatementClassifier.classify(payload) {
             case .stateless:
                 break
+            case .insert:
+                inserted = true
             case .useDatabase(let name):
                 awaiting.append(.initDB(name))
                 return
@@ -92,8 +102,15 @@ struct SessionPortability: Sendable, Hashable {
         case .reset:
             pinnedBy = nil
             settings = []
+            inserted = false
+            lastInsertIDLost = false
         case .other: break
         }
+    }
+
+    /// The session now runs on a new server connection.
+    mutating func moved() {
+        if inserted { lastInsertIDLost = true }
     }
 
     /// Something outside the statements pinned the session (kept until a reset or change of user).
@@ -118,6 +135,8 @@ enum StatementClassifier {
         case useDatabase(String)
         /// A `SET` of literal values that running it again recreates.
         case setting
+        /// `INSERT` or `REPLACE`: no state but the session's `LAST_INSERT_ID()`, which a move loses.
+        case insert
         /// May leave state behind that a new connection would not have.
         case pins(String)
     }
@@ -136,7 +155,7 @@ enum StatementClassifier {
     /// First words that leave no session state by themselves (what follows is still checked).
     private static let statelessLeaders: [StaticString] = [
         "select", "show", "describe", "desc", "explain", "values", "table", "with", "update", "delete",
-        "begin", "start", "commit", "rollback", "help",
+        "begin", "start", "commit", "rollback", "help", "insert", "replace",
     ]
 
     /// Words that, anywhere in a statement, may leave state behind (a variable, a lock, a sequence value,
@@ -176,6 +195,9 @@ enum StatementClassifier {
         else {
             return .pins("a \(String(decoding: leader.prefix(24), as: UTF8.self).uppercased()) statement")
         }
+        let inserts = SQLLexer.equalsIgnoringCase(leader, "insert") || SQLLexer.equalsIgnoringCase(leader, "replace")
+        /// `INSERT [modifiers] INTO t`: that INTO names the table (a later one would assign a variable).
+        var tableInto = inserts
         var previous = first
         var afterSemicolon = false
         while let token = lexer.next() {
@@ -183,6 +205,10 @@ enum StatementClassifier {
             switch token.kind {
             case .word:
                 let word = UnsafeRawBufferPointer(rebasing: text[token.range])
+                if tableInto, SQLLexer.equalsIgnoringCase(word, "into") {
+                    tableInto = false
+                    break
+                }
                 if let match = statefulWords.first(where: { SQLLexer.equalsIgnoringCase(word, $0) }) {
                     return .pins("\(match) in a statement")
                 }
@@ -202,7 +228,33 @@ enum StatementClassifier {
             }
             previous = token
         }
-        return lexer.sawExecutableComment ? .pins("an executable comment") : .stateless
+        if lexer.sawExecutableComment { return .pins("an executable comment") }
+        return inserts ? .insert : .stateless
+    }
+
+    /// Whether a statement may read the session's last insert id: `LAST_INSERT_ID()`, `@@last_insert_id` or
+    /// `@@identity` (`payload` is the COM_QUERY or COM_STMT_PREPARE packet). Long statements count as reading.
+    static func readsLastInsertID(_ payload: ByteBuffer) -> Bool {
+        guard payload.readableBytes <= maximumLength + 1 else { return true }
+        return payload.withUnsafeReadableBytes { raw in
+            let text = UnsafeRawBufferPointer(rebasing: raw.dropFirst())
+            var lexer = SQLLexer(text: text)
+            var previous: SQLLexer.Token?
+            while let token = lexer.next() {
+                defer { previous = token }
+                guard token.kind == .word else { continue }
+                let word = UnsafeRawBufferPointer(rebasing: text[token.range])
+                if SQLLexer.equalsIgnoringCase(word, "last_insert_id") { return true }
+                // `identity` is also an ordinary name; as a variable it follows `@@` or `@@session.`.
+                if SQLLexer.equalsIgnoringCase(word, "identity"), let previous, previous.kind == .symbol,
+                    text[previous.range.lowerBound] == UInt8(ascii: "@")
+                        || text[previous.range.lowerBound] == UInt8(ascii: ".")
+                {
+                    return true
+                }
+            }
+            return false
+        }
     }
 
     /// The database of `USE name` (a plain or backquoted name, optionally followed by `;`).

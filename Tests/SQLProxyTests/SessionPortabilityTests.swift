@@ -38,8 +38,10 @@ import Testing
         for sql in [
             "SET @a = NOW()", "SET GLOBAL max_connections = 5", "USE appdb; SELECT 1", "PREPARE s FROM 'SELECT 1'",
             "CREATE TEMPORARY TABLE t (a INT)", "LOCK TABLES t READ", "SELECT GET_LOCK('x', 0)",
-            "SELECT @b := 5", "SELECT c INTO @v FROM t LIMIT 1", "INSERT INTO t VALUES (1)",
-            "REPLACE INTO t VALUES (1)", "SELECT LAST_INSERT_ID(7)", "UPDATE t SET id = LAST_INSERT_ID(id + 1)",
+            "SELECT @b := 5", "SELECT c INTO @v FROM t LIMIT 1", "INSERT INTO t SELECT 1 INTO @v",
+            "INSERT INTO t VALUES (LAST_INSERT_ID(5))", "INSERT INTO t VALUES (NEXTVAL(s))",
+            "REPLACE INTO t SELECT @a := 1", "INSERT INTO t VALUES (1); SELECT 1", "SELECT LAST_INSERT_ID(7)",
+            "UPDATE t SET id = LAST_INSERT_ID(id + 1)",
             "SELECT NEXTVAL(s)", "SELECT NEXT VALUE FOR s", "SELECT 1; SET @a = 1", "SELECT 1; SELECT 2",
             "/*!40101 SET NAMES utf8 */", "SELECT 1 /*!, @a := 2 */", "CALL p()", "DO GET_LOCK('x', 0)",
             "XA START 'x'", String(repeating: "SELECT 1 ", count: 10_000),
@@ -48,6 +50,41 @@ import Testing
         }
         #expect(classify("SET GLOBAL max_connections = 5") == "a SET statement")
         #expect(classify("SELECT GET_LOCK('x', 0)") == "get_lock in a statement")
+    }
+
+    @Test("INSERT and REPLACE leave only LAST_INSERT_ID(): a move loses it, and reading it is then refused")
+    func inserts() {
+        for sql in [
+            "INSERT INTO t VALUES (1)", "insert low_priority ignore into t (a) values (1), (2)",
+            "REPLACE INTO t SET a = 1", "INSERT t VALUES (1)", "INSERT INTO t SELECT * FROM u",
+            "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = a + 1",
+        ] {
+            #expect(StatementClassifier.classify(query(sql)) == .insert, "\(sql)")
+        }
+        for sql in [
+            "SELECT LAST_INSERT_ID()", "select @@last_insert_id", "SELECT @@identity", "SELECT @@session.identity",
+        ] {
+            #expect(StatementClassifier.readsLastInsertID(query(sql)), "\(sql)")
+        }
+        for sql in [
+            "SELECT identity FROM t", "SELECT 'LAST_INSERT_ID()'", "SELECT `last_insert_id` FROM t", "SELECT 1",
+        ] {
+            #expect(!StatementClassifier.readsLastInsertID(query(sql)), "\(sql)")
+        }
+
+        var session = SessionPortability()
+        session.moved()
+        #expect(!session.lastInsertIDLost, "nothing was inserted")
+        session.commandSent(.query, payload: query("INSERT INTO t VALUES (1)"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil && session.inserted)
+        session.moved()
+        #expect(session.lastInsertIDLost)
+        var reset = ByteBuffer()
+        reset.writeInteger(Command.resetConnection.rawValue)
+        session.commandSent(.resetConnection, payload: reset)
+        session.responseFinished(status: autocommit)
+        #expect(!session.lastInsertIDLost && !session.inserted)
     }
 
     @Test("A pin lasts until COM_RESET_CONNECTION is answered OK or the user changes")
