@@ -136,8 +136,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "FuzzMySQLWire",
-            dependencies: ["MySQLWire", .product(name: "NIOCore", package: "swift-nio")],
+            name: "FuzzProtocol",
+            dependencies: ["MySQLWire", "SQLProxy", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .target(

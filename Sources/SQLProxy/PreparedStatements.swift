@@ -1,5 +1,5 @@
-import MySQLWire
-import NIOCore
+package import MySQLWire
+package import NIOCore
 
 /// A session's prepared statements (`COM_STMT_PREPARE`), kept so that a move to a new server connection
 /// can prepare them again there (`ClientSession+Move`).
@@ -12,7 +12,7 @@ import NIOCore
 ///
 /// State the proxy cannot recreate makes the session unmovable (`obstacle`): long data sent and not yet
 /// executed, a cursor, `COM_STMT_BULK_EXECUTE`, and more statements than it keeps.
-struct PreparedStatements {
+package struct PreparedStatements {
     struct Statement {
         /// The `COM_STMT_PREPARE` packet as sent to the server (a copy of its own).
         var prepare: ByteBuffer
@@ -30,6 +30,8 @@ struct PreparedStatements {
         var readsLastInsertID = false
     }
 
+    package init() {}
+
     /// By the id the client knows.
     private(set) var statements: [UInt32: Statement] = [:]
     /// Some client id differs from its statement's server id.
@@ -46,19 +48,19 @@ struct PreparedStatements {
     static let unknownID: UInt32 = 0xFFFF_FFFF
 
     /// Why the statements cannot follow the session to a new connection, or nil when they can.
-    var obstacle: String? {
+    package var obstacle: String? {
         if let stickyObstacle { return stickyObstacle }
         return statements.values.contains(where: \.hasLongData) ? "long data sent for a prepared statement" : nil
     }
 
     /// A `COM_STMT_PREPARE` goes to the server; `payload` is the command packet.
-    mutating func prepareSent(_ payload: ByteBuffer) {
+    package mutating func prepareSent(_ payload: ByteBuffer) {
         awaiting.append(Self.copy(payload))
     }
 
     /// The server answered the oldest prepare (`ok` nil after an ERR). Returns the id to give the client when
     /// it is not the server's.
-    mutating func prepareAnswered(_ ok: ResponseTracker.PreparedStatementOK?) -> UInt32? {
+    package mutating func prepareAnswered(_ ok: ResponseTracker.PreparedStatementOK?) -> UInt32? {
         guard !awaiting.isEmpty else { return nil }
         let prepare = awaiting.removeFirst()
         guard let ok, stickyObstacle == nil else { return nil }
@@ -81,7 +83,7 @@ struct PreparedStatements {
 
     /// A statement command from the client (execute, long data, reset, close, fetch, bulk execute): notes what
     /// it does, and returns the packet to send instead when the proxy must change it.
-    mutating func clientCommand(_ command: Command, payload: ByteBuffer) -> ByteBuffer? {
+    package mutating func clientCommand(_ command: Command, payload: ByteBuffer) -> ByteBuffer? {
         let start = payload.readerIndex
         guard let clientID = payload.getInteger(at: start + 1, endianness: .little, as: UInt32.self) else { return nil }
         let serverID = statements[clientID]?.serverID ?? (remapped ? Self.unknownID : clientID)
@@ -143,12 +145,12 @@ struct PreparedStatements {
     var readLastInsertID: Bool { statements.values.contains(where: \.readsLastInsertID) }
 
     /// The prepares to run again on a new connection, in the order the statements were prepared.
-    var replayOrder: [UInt32] {
+    package var replayOrder: [UInt32] {
         statements.keys.sorted { statements[$0]!.serverID < statements[$1]!.serverID }
     }
 
     /// A statement was prepared again on a new connection; returns why that does not do, or nil.
-    mutating func preparedAgain(_ clientID: UInt32, _ ok: ResponseTracker.PreparedStatementOK) -> String? {
+    package mutating func preparedAgain(_ clientID: UInt32, _ ok: ResponseTracker.PreparedStatementOK) -> String? {
         guard var statement = statements[clientID] else { return nil }
         guard ok.params == statement.params, ok.columns == statement.columns else {
             return "a prepared statement has \(ok.params) parameters and \(ok.columns) columns on the new connection, "

@@ -1,5 +1,5 @@
 import MySQLWire
-import NIOCore
+package import NIOCore
 
 /// The two places where the proxy changes a client's SQL, so that connection ids mean the same through
 /// the proxy as on a server: `CONNECTION_ID()` becomes the proxy's id for the session (the one the client
@@ -11,8 +11,8 @@ import NIOCore
 /// alias that contains the call gets its original text as an alias: `SELECT CONNECTION_ID()+0` becomes
 /// `SELECT 77+0 AS \`CONNECTION_ID()+0\`` (in the client's spelling), and clients that read the column by
 /// name still find it. Elsewhere (a WHERE clause, an aliased item) the call becomes the bare number.
-enum SQLRewriter {
-    enum Result {
+package enum SQLRewriter {
+    package enum Result {
         case unchanged
         case rewritten(ByteBuffer)
         /// The statement must not be sent (the caller already answered the client).
@@ -24,7 +24,9 @@ enum SQLRewriter {
     static let maximumLength = 64 * 1024
 
     /// `payload` is a COM_QUERY or COM_STMT_PREPARE packet: the command byte, then the statement.
-    static func rewrite(_ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?) -> Result {
+    package static func rewrite(
+        _ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?
+    ) -> Result {
         guard payload.readableBytes > 1, payload.readableBytes <= maximumLength + 1,
             payload.withUnsafeReadableBytes({ raw in
                 let statement = UnsafeRawBufferPointer(rebasing: raw.dropFirst())

@@ -1,5 +1,5 @@
-import MySQLWire
-import NIOCore
+package import MySQLWire
+package import NIOCore
 
 /// Whether a session can continue on another server connection (a new primary, or a new connection after
 /// the old one was lost) without the client being able to tell: nothing on the old connection that a fresh
@@ -16,7 +16,9 @@ import NIOCore
 /// replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET` statements that give
 /// session or user variables (or `NAMES`, `CHARACTER SET`) literal values, run again in order on the new
 /// connection.
-struct SessionPortability: Sendable, Hashable {
+package struct SessionPortability: Sendable, Hashable {
+    package init() {}
+
     /// Why the session cannot move, from the first statement that left state behind.
     private(set) var pinnedBy: String?
     /// The last response's status flags said a transaction is open or autocommit is off.
@@ -44,13 +46,13 @@ struct SessionPortability: Sendable, Hashable {
     }
 
     /// Why the session cannot move right now, or nil when it can.
-    var obstacle: String? {
+    package var obstacle: String? {
         if let pinnedBy { return pinnedBy }
         return inTransaction ? "a transaction is open (or autocommit is off)" : nil
     }
 
     /// A command is sent to the server. `payload` is the whole command packet (command byte first).
-    mutating func commandSent(_ command: Command, payload: ByteBuffer) {
+    package mutating func commandSent(_ command: Command, payload: ByteBuffer) {
         switch command {
         case .initDB:
             var name = payload
@@ -92,7 +94,7 @@ struct SessionPortability: Sendable, Hashable {
     }
 
     /// The server finished answering the oldest command that expects an answer; `status` is nil after an ERR.
-    mutating func responseFinished(status: StatusFlags?) {
+    package mutating func responseFinished(status: StatusFlags?) {
         let awaited = awaiting.isEmpty ? .other : awaiting.removeFirst()
         guard let status else { return }
         inTransaction = status.contains(.inTransaction) || !status.contains(.autocommit)
@@ -109,7 +111,7 @@ struct SessionPortability: Sendable, Hashable {
     }
 
     /// The session now runs on a new server connection.
-    mutating func moved() {
+    package mutating func moved() {
         if inserted { lastInsertIDLost = true }
     }
 
@@ -127,8 +129,8 @@ struct SessionPortability: Sendable, Hashable {
 
 /// Reads just enough of a `COM_QUERY` to tell whether the statement may leave session state behind, and
 /// whether that state can be recreated by running it again.
-enum StatementClassifier {
-    enum Verdict: Hashable {
+package enum StatementClassifier {
+    package enum Verdict: Hashable {
         /// Leaves no session state behind.
         case stateless
         /// `USE name`: the database is replayed as the login's.
@@ -145,7 +147,7 @@ enum StatementClassifier {
     static let maximumLength = 64 * 1024
 
     /// `payload` is the COM_QUERY packet: the command byte, then the statement.
-    static func classify(_ payload: ByteBuffer) -> Verdict {
+    package static func classify(_ payload: ByteBuffer) -> Verdict {
         guard payload.readableBytes <= maximumLength + 1 else { return .pins("a statement too long to classify") }
         return payload.withUnsafeReadableBytes { raw in
             classify(UnsafeRawBufferPointer(rebasing: raw.dropFirst()))
@@ -234,7 +236,7 @@ enum StatementClassifier {
 
     /// Whether a statement may read the session's last insert id: `LAST_INSERT_ID()`, `@@last_insert_id` or
     /// `@@identity` (`payload` is the COM_QUERY or COM_STMT_PREPARE packet). Long statements count as reading.
-    static func readsLastInsertID(_ payload: ByteBuffer) -> Bool {
+    package static func readsLastInsertID(_ payload: ByteBuffer) -> Bool {
         guard payload.readableBytes <= maximumLength + 1 else { return true }
         return payload.withUnsafeReadableBytes { raw in
             let text = UnsafeRawBufferPointer(rebasing: raw.dropFirst())

@@ -1,13 +1,16 @@
 import MySQLWire
 import NIOCore
+import SQLProxy
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// libFuzzer entry point: arbitrary bytes through the framing decoder, the compressed-protocol decoder
-/// (and the framing decoder again on what it inflates), every packet decoder and the server handshake
-/// state machine. Built with `scripts/fuzz` (`-sanitize=fuzzer,address`); in a normal
+/// (and the framing decoder again on what it inflates), every packet decoder, the server handshake
+/// state machine and the response tracker; and, as client statements and commands, through the proxy's
+/// statement readers (classifier, rewriter) and its session bookkeeping (portability, prepared-statement
+/// ids across a move). Built with `scripts/fuzz` (`-sanitize=fuzzer,address`); in a normal
 /// build the executable replays files given as arguments (a corpus or a crash) through the same code.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -71,7 +74,45 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     var tracker = ResponseTracker(command: .query, capabilities: capabilities)
     for packet in packets { _ = tracker.serverPacket(packet.payload) }
+    fuzzProxySession(bytes, packets: packets)
     return 0
+}
+
+/// The input as one statement, and every framed packet as a client command, through what the proxy reads
+/// of them; prepares are answered OK or ERR by turns, and every fourth command the session "moves".
+func fuzzProxySession(_ bytes: ByteBuffer, packets: [MySQLPacket]) {
+    var statement = ByteBuffer()
+    statement.writeInteger(Command.query.rawValue)
+    statement.writeImmutableBuffer(bytes)
+    _ = StatementClassifier.classify(statement)
+    _ = StatementClassifier.readsLastInsertID(statement)
+    _ = SQLRewriter.rewrite(statement, connectionID: 7, killTarget: { $0 &+ 1 })
+
+    var portability = SessionPortability()
+    var statements = PreparedStatements()
+    for (index, packet) in packets.enumerated() {
+        guard let byte = packet.payload.getInteger(at: packet.payload.readerIndex, as: UInt8.self),
+            let command = Command(rawValue: byte)
+        else { continue }
+        portability.commandSent(command, payload: packet.payload)
+        if command == .statementPrepare {
+            statements.prepareSent(packet.payload)
+            let ok = ResponseTracker.PreparedStatementOK(
+                statementID: UInt32(index % 5), columns: UInt16(index % 3), params: UInt16(index % 7))
+            _ = statements.prepareAnswered(index % 3 == 2 ? nil : ok)
+        } else if let rewritten = statements.clientCommand(command, payload: packet.payload) {
+            precondition(rewritten.readableBytes >= 5, "a rewritten statement command keeps its id")
+        }
+        portability.responseFinished(status: index % 2 == 0 ? [.autocommit] : nil)
+        if index % 4 == 3 {
+            for id in statements.replayOrder {
+                _ = statements.preparedAgain(
+                    id, .init(statementID: id &+ UInt32(index), columns: UInt16(index % 3), params: UInt16(index % 7)))
+            }
+            portability.moved()
+        }
+        _ = portability.obstacle ?? statements.obstacle
+    }
 }
 
 #if FUZZING
