@@ -62,11 +62,15 @@ package struct PreparedStatements {
     /// it is not the server's.
     package mutating func prepareAnswered(_ ok: ResponseTracker.PreparedStatementOK?) -> UInt32? {
         guard !awaiting.isEmpty else { return nil }
-        let prepare = awaiting.removeFirst()
-        guard let ok, stickyObstacle == nil else { return nil }
-        guard statements.count < Self.maximumStatements, bytes + prepare.readableBytes <= Self.maximumBytes else {
-            stickyObstacle = "more than \(Self.maximumStatements) prepared statements or 1 MiB of their text"
-            return nil
+        var prepare = awaiting.removeFirst()
+        guard let ok else { return nil }
+        if statements.count >= Self.maximumStatements || bytes + prepare.readableBytes > Self.maximumBytes {
+            stickyObstacle =
+                stickyObstacle ?? "more than \(Self.maximumStatements) prepared statements or 1 MiB of their text"
+            // Ids the server gave are the client's: nothing to keep. After a move the id must still be mapped
+            // (the session cannot move again, so its text is not needed).
+            guard remapped else { return nil }
+            prepare = ByteBuffer()
         }
         var clientID = ok.statementID
         if remapped && statements[clientID] != nil {

@@ -107,6 +107,14 @@ struct PreparedStatementsTests {
 
         #expect(Self.id(statements.clientCommand(.statementClose, payload: Self.command(.statementClose, 7))) == 1)
         #expect(statements.statements[7] == nil)
+
+        // Once the session cannot move again (a cursor), statements prepared later are still mapped.
+        _ = statements.clientCommand(.statementExecute, payload: Self.execute(9, params: 2, bound: true, flags: 1))
+        #expect(statements.obstacle == "a cursor")
+        statements.prepareSent(Self.prepare("SELECT 3"))
+        #expect(statements.prepareAnswered(Self.ok(50, params: 0)) == nil)
+        let later = statements.clientCommand(.statementExecute, payload: Self.execute(50, params: 0, bound: false))
+        #expect(later == nil, "the server's own id goes through unchanged")
     }
 
     @Test("A statement whose shape changed on the new connection stops the move")
