@@ -84,8 +84,8 @@ public actor TopologyStore {
 
     /// The primary, if one is known and its last probe succeeded.
     public var reachablePrimary: ServerIdentity? {
-        guard let name = derived.primary, observations[name]?.state != nil else { return nil }
-        return servers.first { $0.name == name }
+        guard let primary = primary(), primary.state != nil else { return nil }
+        return primary.server
     }
 
     private func lagReport(_ name: String) -> LagReport? {

@@ -41,7 +41,7 @@ extension ClientSession {
     /// Why the session cannot move to a new server connection, or nil when it can.
     var moveObstacle: String? {
         if let obstacle = portability.obstacle ?? statements.obstacle { return obstacle }
-        if portability.inserted, statements.readLastInsertID {
+        if portability.inserted, statements.anyReadsLastInsertID {
             return "a prepared statement reads LAST_INSERT_ID(), which an INSERT set"
         }
         if !canLogInAgain { return "the account logs in with client_ed25519, which only the client can answer" }

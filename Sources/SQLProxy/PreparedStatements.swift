@@ -55,7 +55,7 @@ package struct PreparedStatements {
 
     /// A `COM_STMT_PREPARE` goes to the server; `payload` is the command packet.
     package mutating func prepareSent(_ payload: ByteBuffer) {
-        awaiting.append(Self.copy(payload))
+        awaiting.append(ByteBufferAllocator().buffer(buffer: payload))  // not a slice of the read buffer
     }
 
     /// The server answered the oldest prepare (`ok` nil after an ERR). Returns the id to give the client when
@@ -109,7 +109,7 @@ package struct PreparedStatements {
             return nil
         }
         guard serverID != clientID else { return rewritten }
-        var packet = rewritten ?? Self.copy(payload)
+        var packet = rewritten ?? ByteBufferAllocator().buffer(buffer: payload)
         packet.setInteger(serverID, at: packet.readerIndex + 1, endianness: .little)
         return packet
     }
@@ -146,7 +146,7 @@ package struct PreparedStatements {
     }
 
     /// Some statement reads `LAST_INSERT_ID()`.
-    var readLastInsertID: Bool { statements.values.contains(where: \.readsLastInsertID) }
+    var anyReadsLastInsertID: Bool { statements.values.contains(where: \.readsLastInsertID) }
 
     /// The prepares to run again on a new connection, in the order the statements were prepared.
     package var replayOrder: [UInt32] {
@@ -174,12 +174,5 @@ package struct PreparedStatements {
         remapped = false
         bytes = 0
         stickyObstacle = nil
-    }
-
-    /// A copy of `payload` in storage of its own (a slice would keep the whole read buffer alive).
-    static func copy(_ payload: ByteBuffer) -> ByteBuffer {
-        var copy = ByteBufferAllocator().buffer(capacity: payload.readableBytes)
-        copy.writeImmutableBuffer(payload)
-        return copy
     }
 }

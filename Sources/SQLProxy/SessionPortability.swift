@@ -77,7 +77,8 @@ package struct SessionPortability: Sendable, Hashable {
                     pinnedBy = "more than \(Self.maximumSettings) SET statements"
                     break
                 }
-                awaiting.append(.setting(PreparedStatements.copy(payload)))
+                // A copy, not a slice of the read buffer.
+                awaiting.append(.setting(ByteBufferAllocator().buffer(buffer: payload)))
                 return
             case .pins(let reason):
                 pinnedBy = reason
