@@ -11,6 +11,8 @@ let package = Package(
         .executableTarget(name: "epoll-relay", dependencies: ["CEpoll"]),
         .executableTarget(
             name: "nio-relay",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
     ]
 )
