@@ -110,4 +110,9 @@ struct SQLLexer: IteratorProtocol {
         }
         return true
     }
+
+    /// Whether `bytes` spell `word` (lower case ASCII), ignoring case.
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: StaticString) -> Bool {
+        bytes.withUnsafeBytes { equalsIgnoringCase($0, word) }
+    }
 }

@@ -99,9 +99,9 @@ package enum SQLRewriter {
     /// names a query id, and not `KILL USER name`).
     static func killStatementTarget(_ tokens: [Token], _ text: [UInt8]) -> KillTarget? {
         var index = 0
-        func word(_ expected: String) -> Bool {
+        func word(_ expected: StaticString) -> Bool {
             guard index < tokens.count, tokens[index].kind == .word,
-                equalsIgnoringCase(text[tokens[index].range], expected)
+                SQLLexer.equalsIgnoringCase(text[tokens[index].range], expected)
             else { return false }
             index += 1
             return true
@@ -139,7 +139,7 @@ package enum SQLRewriter {
             guard position >= 0, position < tokens.count, tokens[position].kind == .symbol else { return false }
             return text[tokens[position].range.lowerBound] == UInt8(ascii: character)
         }
-        guard tokens[index].kind == .word, equalsIgnoringCase(text[tokens[index].range], "connection_id"),
+        guard tokens[index].kind == .word, SQLLexer.equalsIgnoringCase(text[tokens[index].range], "connection_id"),
             symbol(1, "("), symbol(2, ")"), !symbol(-1, ".")
         else { return nil }
         return tokens[index].range.lowerBound..<tokens[index + 2].range.upperBound
@@ -180,13 +180,14 @@ package enum SQLRewriter {
                 }
             case .word:
                 let word = text[token.range]
-                if equalsIgnoringCase(word, "select") {
+                if SQLLexer.equalsIgnoringCase(word, "select") {
                     closeItem(at: index)
                     itemStarts[depth] = index + 1
-                } else if itemStarts[depth] == index, selectModifiers.contains(where: { equalsIgnoringCase(word, $0) })
+                } else if itemStarts[depth] == index,
+                    selectModifiers.contains(where: { SQLLexer.equalsIgnoringCase(word, $0) })
                 {
                     itemStarts[depth] = index + 1
-                } else if selectListEnds.contains(where: { equalsIgnoringCase(word, $0) }) {
+                } else if selectListEnds.contains(where: { SQLLexer.equalsIgnoringCase(word, $0) }) {
                     closeItem(at: index)
                 }
             case .number, .quoted:
@@ -198,19 +199,19 @@ package enum SQLRewriter {
     }
 
     /// Words that end a select list.
-    static let selectListEnds = [
+    static let selectListEnds: [StaticString] = [
         "from", "into", "where", "group", "having", "window", "order", "limit", "offset", "fetch", "for", "lock",
         "union", "except", "intersect", "procedure",
     ]
 
     /// Words that may stand between `SELECT` and its first item.
-    static let selectModifiers = [
+    static let selectModifiers: [StaticString] = [
         "all", "distinct", "distinctrow", "high_priority", "straight_join", "sql_small_result", "sql_big_result",
         "sql_buffer_result", "sql_cache", "sql_no_cache", "sql_calc_found_rows",
     ]
 
     /// Words that end an expression or join two, so a word after them is no alias.
-    static let notAliases = [
+    static let notAliases: [StaticString] = [
         "end", "null", "true", "false", "unknown", "is", "not", "and", "or", "xor", "div", "mod", "like", "in",
         "between", "then", "else", "when", "case", "regexp", "rlike", "binary", "collate", "interval", "escape",
         "as",
@@ -227,7 +228,7 @@ package enum SQLRewriter {
                 case UInt8(ascii: ")"): depth -= 1
                 default: break
                 }
-            } else if depth == 0, token.kind == .word, equalsIgnoringCase(text[token.range], "as") {
+            } else if depth == 0, token.kind == .word, SQLLexer.equalsIgnoringCase(text[token.range], "as") {
                 return true
             }
         }
@@ -237,14 +238,14 @@ package enum SQLRewriter {
         case .quoted:
             break
         case .word:
-            if notAliases.contains(where: { equalsIgnoringCase(text[last.range], $0) }) { return false }
+            if notAliases.contains(where: { SQLLexer.equalsIgnoringCase(text[last.range], $0) }) { return false }
         case .number, .symbol:
             return false
         }
         switch previous.kind {
         case .symbol: return text[previous.range.lowerBound] == UInt8(ascii: ")")
         case .number, .quoted: return true
-        case .word: return !notAliases.contains(where: { equalsIgnoringCase(text[previous.range], $0) })
+        case .word: return !notAliases.contains(where: { SQLLexer.equalsIgnoringCase(text[previous.range], $0) })
         }
     }
 
@@ -255,12 +256,6 @@ package enum SQLRewriter {
             while let token = lexer.next() { tokens.append(token) }
             return tokens
         }
-    }
-
-    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ word: String) -> Bool {
-        let expected = Array(word.utf8)
-        guard bytes.count == expected.count else { return false }
-        return zip(bytes, expected).allSatisfy { lower($0) == $1 }
     }
 
     static func containsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {

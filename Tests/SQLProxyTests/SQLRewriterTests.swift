@@ -111,6 +111,18 @@ import Testing
         #expect(rewrite("KILL 5", kill: { _ in nil }) == nil)
     }
 
+    @Test("Keywords match in any case, and only as whole words")
+    func keywordCase() {
+        #expect(rewrite("Kill Soft Query 5") == "Kill Soft Query 1005")
+        #expect(rewrite("KILL QUERYX 5") == "KILL QUERYX 5")
+        #expect(rewrite("kill query Id 5") == "kill query Id 5")
+        #expect(
+            rewrite("sElEcT DiStInCt CONNECTION_ID() FrOm t") == "sElEcT DiStInCt 77 AS `CONNECTION_ID()` FrOm t")
+        #expect(rewrite("SELECT CONNECTION_ID() As id") == "SELECT 77 As id")
+        #expect(rewrite("SELECT CONNECTION_ID() iS NuLl") == "SELECT 77 iS NuLl AS `CONNECTION_ID() iS NuLl`")
+        #expect(rewrite("SELECT CONNECTION_IDS()") == "SELECT CONNECTION_IDS()")
+    }
+
     @Test("Statements without either word are not copied")
     func untouched() {
         var payload = ByteBuffer()
