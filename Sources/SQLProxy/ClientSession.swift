@@ -518,12 +518,9 @@ final class ClientSession: ChannelInboundHandler {
             packet.payload = kill
             rewritten = true
         case .query, .statementPrepare:
-            if portability.lastInsertIDLost, StatementClassifier.readsLastInsertID(packet.payload) {
+            if let refusal = portability.refusal(command, payload: packet.payload) {
                 logger.notice("ending the session: a statement reads LAST_INSERT_ID(), lost when the session moved")
-                refuse(
-                    errno: 1927, sqlState: "70100",
-                    "Connection was killed: this session moved to a new server connection after an INSERT, "
-                        + "and LAST_INSERT_ID() did not move with it; reconnect", sequenceID: 1)
+                refuse(errno: refusal.errorCode, sqlState: refusal.sqlState, refusal.message, sequenceID: 1)
                 return false
             }
             switch SQLRewriter.rewrite(

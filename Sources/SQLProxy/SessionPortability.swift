@@ -111,6 +111,23 @@ package struct SessionPortability: Sendable, Hashable {
         }
     }
 
+    /// The answer to a command that must not run, or nil. After a move that lost `LAST_INSERT_ID()`
+    /// (`lastInsertIDLost`), a `COM_QUERY` or `COM_STMT_PREPARE` that may read it is refused, and the session
+    /// must end: on the new connection it would get another value. `payload` is the whole command packet as
+    /// the client sent it (command byte first).
+    package func refusal(_ command: Command, payload: ByteBuffer) -> Packets.ErrorPacket? {
+        switch command {
+        case .query, .statementPrepare:
+            guard lastInsertIDLost, StatementClassifier.readsLastInsertID(payload) else { return nil }
+            return Packets.ErrorPacket(
+                errorCode: 1927, sqlState: "70100",
+                message: "Connection was killed: this session moved to a new server connection after an INSERT, "
+                    + "and LAST_INSERT_ID() did not move with it; reconnect")
+        default:
+            return nil
+        }
+    }
+
     /// The session now runs on a new server connection.
     package mutating func moved() {
         if inserted { lastInsertIDLost = true }

@@ -87,6 +87,39 @@ import Testing
         #expect(!session.lastInsertIDLost && !session.inserted)
     }
 
+    @Test("After a move lost LAST_INSERT_ID(), a query or prepare that reads it is refused until a reset")
+    func lastInsertIDRefusal() {
+        func packet(_ command: Command, _ text: String) -> ByteBuffer {
+            var payload = ByteBuffer()
+            payload.writeInteger(command.rawValue)
+            payload.writeString(text)
+            return payload
+        }
+        let reads = query("SELECT LAST_INSERT_ID()")
+        let lost = Packets.ErrorPacket(
+            errorCode: 1927, sqlState: "70100",
+            message: "Connection was killed: this session moved to a new server connection after an INSERT, "
+                + "and LAST_INSERT_ID() did not move with it; reconnect")
+
+        var session = SessionPortability()
+        session.moved()
+        #expect(session.refusal(.query, payload: reads) == nil, "nothing was inserted before the move")
+        session.commandSent(.query, payload: query("INSERT INTO t VALUES (1)"))
+        session.responseFinished(status: autocommit)
+        #expect(session.refusal(.query, payload: reads) == nil, "the session has not moved")
+
+        session.moved()
+        #expect(session.refusal(.query, payload: reads) == lost)
+        #expect(session.refusal(.statementPrepare, payload: packet(.statementPrepare, "SELECT @@identity")) == lost)
+        #expect(session.refusal(.query, payload: query("SELECT 1")) == nil, "does not read it")
+        #expect(session.refusal(.query, payload: query("INSERT INTO t VALUES (2)")) == nil, "does not read it")
+        #expect(session.refusal(.initDB, payload: packet(.initDB, "last_insert_id")) == nil, "not a statement")
+
+        session.commandSent(.resetConnection, payload: packet(.resetConnection, ""))
+        session.responseFinished(status: autocommit)
+        #expect(session.refusal(.query, payload: reads) == nil, "a reset clears it")
+    }
+
     @Test("A pin lasts until COM_RESET_CONNECTION is answered OK or the user changes")
     func pinsAndResets() {
         var session = SessionPortability()
