@@ -147,7 +147,7 @@ extension ClientSession {
             compression = Compression()
             decoder.checksContinuationSequence = false
         }
-        if inbound.readableBytes > 0 { readCommands(context: context) }
+        if inbound.readableBytes > 0 { readInbound(context: context) }
     }
 
     func backendLoginFailed(_ error: BackendLoginError, server: ServerIdentity) {

@@ -388,6 +388,6 @@ extension ClientSession {
         let rest = changeUserInbound
         changeUserInbound = ByteBuffer()
         if rest.readableBytes > 0 { backendRead(rest) }
-        if inbound.readableBytes > 0, let context { readCommands(context: context) }
+        if inbound.readableBytes > 0, let context { readInbound(context: context) }
     }
 }

@@ -155,7 +155,7 @@ extension ClientSession {
             environment.metrics.sessionMove(moved: true)
             logger.debug("session moved", metadata: ["server": "\(backend.server.name)"])
             phase = .command
-            readCommands(context: context)
+            readInbound(context: context)
             return
         }
         self.replay = replay

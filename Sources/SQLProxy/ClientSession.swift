@@ -233,6 +233,12 @@ final class ClientSession: ChannelInboundHandler {
         } else {
             appendInbound(buffer)
         }
+        readInbound(context: context)
+    }
+
+    /// Handles the client bytes waiting in `inbound` as far as the phase allows: after a read, and when the
+    /// session returns to the command phase (login, move, change of user) with commands waiting.
+    func readInbound(context: ChannelHandlerContext) {
         switch phase {
         case .handshake:
             readHandshake(context: context)
@@ -465,7 +471,6 @@ final class ClientSession: ChannelInboundHandler {
             return
         }
         if wrote { backend.channel.flush() }
-        if inbound.readableBytes == 0 { inbound = ByteBuffer() }
     }
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
