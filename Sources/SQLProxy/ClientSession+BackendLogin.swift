@@ -187,7 +187,7 @@ extension ClientSession {
     func armBackendLoginTimeout() {
         let settings = environment.settings
         handshakeTimeout?.cancel()
-        handshakeTimeout = context?.eventLoop.scheduleTask(
+        handshakeTimeout = context?.eventLoop.assumeIsolated().scheduleTask(
             in: .init(settings.failoverHold + settings.backendConnectTimeout + .seconds(1))
         ) { [weak self] in
             self?.handshakeTimedOut()
