@@ -146,6 +146,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AdminHTTPTests", dependencies: ["AdminHTTP", "Topology"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MySQLWireTests",
             dependencies: [

@@ -117,7 +117,7 @@ extension ClientSession {
                 .map { .verified(passwordSHA1: $0) } ?? .refused
             }
         }
-        lookup?.whenSuccess { [weak self] verdict in
+        lookup?.assumeIsolated().whenSuccess { [weak self] verdict in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             switch verdict {
             case .refused:
@@ -165,7 +165,7 @@ extension ClientSession {
             guard let credential else { return false }
             return MariaDBEd25519().verify(response: signature, scramble: challenge, credential: credential)
         }
-        lookup?.whenSuccess { [weak self] verified in
+        lookup?.assumeIsolated().whenSuccess { [weak self] verified in
             guard let self, case .verifying = self.changeUser, let backend = self.backend else { return }
             guard verified else {
                 // The backend waits for the signature: it gets one that cannot verify, and refuses.

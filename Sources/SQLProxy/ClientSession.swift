@@ -184,7 +184,8 @@ final class ClientSession: ChannelInboundHandler {
                 maxPacketSize: settings.maxPacketSize))
         let action = machine.start()
         phase = .handshake(machine)
-        handshakeTimeout = context.eventLoop.scheduleTask(in: .init(settings.handshakeTimeout)) { [weak self] in
+        handshakeTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .init(settings.handshakeTimeout)) {
+            [weak self] in
             self?.handshakeTimedOut()
         }
         perform(action)
@@ -310,7 +311,7 @@ final class ClientSession: ChannelInboundHandler {
         if inbound.readableBytes > 0 {
             let early = inbound
             inbound = ByteBuffer()
-            context.pipeline.fireChannelRead(NIOAny(early))
+            context.pipeline.syncOperations.fireChannelRead(NIOAny(early))
         }
     }
 
@@ -353,7 +354,7 @@ final class ClientSession: ChannelInboundHandler {
             }
             return account
         }
-        lookup.whenSuccess { [weak self] account in
+        lookup.assumeIsolated().whenSuccess { [weak self] account in
             guard let self, case .handshake(var machine) = self.phase else { return }
             if let account, account.plugin == MariaDBEd25519.serverPluginName, !(account.requiresTLS && !tls),
                 machine.answeredPlugin != MariaDBEd25519().name, let response = machine.pendingResponse

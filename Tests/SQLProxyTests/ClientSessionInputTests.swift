@@ -117,7 +117,7 @@ import Topology
                 bytes[2] = 0
                 bytes[3] = 1
             }
-            try? channel.writeInbound(ByteBuffer(bytes: bytes))
+            _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
         }
         while (try? channel.readOutbound(as: ByteBuffer.self)) != nil {}
         _ = try? channel.finish(acceptAlreadyClosed: true)
