@@ -124,13 +124,17 @@ final class DrivenSession: Sendable {
     let client: NIOAsyncTestingChannel
     let wire: NIOLockedValueBox<ClientWire>
     let backends: NIOLockedValueBox<[NIOAsyncTestingChannel]>
+    /// The session handler, to see that it is freed once its connections are closed.
+    let handler: WeakHandler
     /// Backends whose login the fake server has answered, and where the client's bytes after login start.
     private let progress = NIOLockedValueBox((served: 0, loginEnd: 0, clientHungUp: false, violations: [String]()))
 
     private init(
         loop: NIOAsyncTestingEventLoop, state: ProxyState, client: NIOAsyncTestingChannel,
-        wire: NIOLockedValueBox<ClientWire>, backends: NIOLockedValueBox<[NIOAsyncTestingChannel]>
+        wire: NIOLockedValueBox<ClientWire>, backends: NIOLockedValueBox<[NIOAsyncTestingChannel]>,
+        handler: WeakHandler
     ) {
+        self.handler = handler
         self.loop = loop
         self.state = state
         self.client = client
@@ -164,15 +168,18 @@ final class DrivenSession: Sendable {
         let wire = NIOLockedValueBox(ClientWire())
         let client = NIOAsyncTestingChannel(loop: loop)
         let sessionSettings = settings
+        let handler = WeakHandler()
         try await loop.executeInContext {
+            let session = DetachedClientSession.handler(
+                settings: sessionSettings, state: state, accounts: accounts,
+                metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: logger,
+                backendConnector: connector)
+            handler.value = session
             try client.pipeline.syncOperations.addHandler(ClientWireRecorder(wire))
-            try client.pipeline.syncOperations.addHandler(
-                DetachedClientSession.handler(
-                    settings: sessionSettings, state: state, accounts: accounts,
-                    metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: logger,
-                    backendConnector: connector))
+            try client.pipeline.syncOperations.addHandler(session)
         }
-        let run = DrivenSession(loop: loop, state: state, client: client, wire: wire, backends: backends)
+        let run = DrivenSession(
+            loop: loop, state: state, client: client, wire: wire, backends: backends, handler: handler)
         try await client.connect(to: address).get()
         await loop.run()
         try await run.logIn(options)
@@ -301,6 +308,11 @@ final class DrivenSession: Sendable {
         if wire.writesAfterClose > 0 { violation("\(wire.writesAfterClose) writes to the client after its close") }
         _ = try? await client.finish(acceptAlreadyClosed: true)
         for backend in backends.withLockedValue({ $0 }) { _ = try? await backend.finish(acceptAlreadyClosed: true) }
+        await loop.run()
+        let handler = self.handler
+        if try await loop.executeInContext({ handler.value != nil }) {
+            violation("the session object outlived its closed connections")
+        }
         let progress = self.progress.withLockedValue { $0 }
         return SessionDriver.Outcome(
             toClient: Array(wire.bytes[progress.loginEnd...]), sessionClosedClient: sessionClosedClient,
@@ -330,4 +342,10 @@ final class DrivenSession: Sendable {
 extension String {
     /// Two hex digits.
     fileprivate var leftPadded: String { count == 1 ? "0" + self : self }
+}
+
+/// A weak reference to the session handler. `@unchecked Sendable`: it is set and read only inside
+/// `executeInContext` closures, which run one at a time on the event loop's queue.
+final class WeakHandler: @unchecked Sendable {
+    weak var value: (any ChannelHandler)?
 }
