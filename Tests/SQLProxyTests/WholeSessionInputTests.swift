@@ -123,4 +123,77 @@ import Testing
         let outcome = try await SessionDriver.run(steps, options: options)
         #expect(outcome.violations.isEmpty)
     }
+
+    @Test(
+        "Seeded plausible conversations, now and then corrupted, never break the session's invariants",
+        arguments: 0..<300)
+    func plausibleScripts(seed: Int) async throws {
+        var generator = SplitMix64(state: UInt64(seed) &+ 1_000_000)
+        let steps = (0..<Int.random(in: 1...14, using: &generator)).map { _ in
+            Self.plausibleStep(using: &generator)
+        }
+        let outcome = try await SessionDriver.run(steps)
+        #expect(outcome.violations.isEmpty)
+    }
+
+    /// A command or an answer such as a client or a MariaDB server sends, in or out of turn; one in six
+    /// has a byte changed or is cut short.
+    private static func plausibleStep(using generator: inout SplitMix64) -> SessionDriver.Step {
+        func server(_ payloads: [[UInt8]]) -> [UInt8] {
+            payloads.enumerated().flatMap { SessionDriver.packet($0.element, sequenceID: UInt8($0.offset + 1)) }
+        }
+        func id() -> [UInt8] { [UInt8.random(in: 0...3, using: &generator), 0, 0, 0] }
+        let status: [UInt8] = [[0x02, 0x00], [0x03, 0x00], [0x0A, 0x00], [0x00, 0x00]].randomElement(using: &generator)!
+        let ok: [UInt8] = [0x00, 0x00, 0x00] + status + [0x00, 0x00]
+        let endOfRows: [UInt8] = [0xFE, 0x00, 0x00] + status + [0x00, 0x00]
+        let columns = Int.random(in: 1...3, using: &generator)
+        var step: SessionDriver.Step
+        switch Int.random(in: 0..<16, using: &generator) {
+        case 0, 1:
+            let sql = ["SELECT 1", "SET @a = 1", "BEGIN", "SELECT LAST_INSERT_ID()", "KILL 1", "USE db"]
+                .randomElement(using: &generator)!
+            step = .send(.client, query(sql))
+        case 2:
+            step = .send(
+                .client,
+                SessionDriver.packet([Command.statementPrepare.rawValue] + Array("SELECT ?".utf8), sequenceID: 0))
+        case 3:
+            step = .send(
+                .client,
+                SessionDriver.packet([Command.statementExecute.rawValue] + id() + [0, 1, 0, 0, 0], sequenceID: 0))
+        case 4: step = .send(.client, SessionDriver.packet([Command.statementClose.rawValue] + id(), sequenceID: 0))
+        case 5:
+            let command = [Command.ping, .resetConnection, .initDB, .statistics, .quit, .changeUser, .fieldList]
+                .randomElement(using: &generator)!
+            step = .send(.client, SessionDriver.packet([command.rawValue] + Array("fuzz".utf8) + [0], sequenceID: 0))
+        case 6: step = .send(.server, server([ok]))
+        case 7: step = .send(.server, server([[0xFF, 0x48, 0x04, 0x23] + Array("HY000oops".utf8)]))
+        case 8:
+            let definitions = (0..<columns).map { _ in [0x03] + Array("def".utf8) + [0x00, 0x01, 0x61] }
+            step = .send(.server, server([[UInt8(columns)]] + definitions + [[0x01, 0x31], endOfRows]))
+        case 9:
+            let prepared: [UInt8] = [0x00] + id() + [UInt8(columns), 0, 1, 0, 0, 0, 0]
+            let definitions = (0..<(columns + 1)).map { _ in [0x03] + Array("def".utf8) }
+            step = .send(.server, server([prepared] + definitions))
+        case 10: step = .send(.server, server([[0xFB] + Array("/etc/passwd".utf8)]))
+        case 11: step = .send(.client, SessionDriver.packet([], sequenceID: 2))
+        case 12: step = .close(.server)
+        case 13: step = .close(.client)
+        default:
+            let side: SessionDriver.Side = Bool.random(using: &generator) ? .client : .server
+            step = .send(
+                side,
+                (0..<Int.random(in: 1...40, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator)
+                })
+        }
+        if case .send(let side, var bytes) = step, !bytes.isEmpty, Int.random(in: 0..<6, using: &generator) == 0 {
+            if Bool.random(using: &generator) {
+                bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+            } else {
+                bytes.removeLast(Int.random(in: 1...bytes.count, using: &generator))
+            }
+            step = .send(side, bytes)
+        }
+        return step
+    }
 }
