@@ -101,6 +101,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Drives a whole client session over in-memory channels, for the fuzzer and the tests.
+        .target(
+            name: "SessionHarness",
+            dependencies: [
+                "SQLProxy", "MySQLWire", "Topology",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "AdminHTTP",
             dependencies: [
@@ -137,7 +150,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "FuzzProtocol",
-            dependencies: ["MySQLWire", "SQLProxy", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["MySQLWire", "SQLProxy", "SessionHarness", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -169,7 +182,8 @@ let package = Package(
         .testTarget(
             name: "SQLProxyTests",
             dependencies: [
-                "SQLProxy", "MySQLWire", "Topology", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                "SQLProxy", "SessionHarness", "MySQLWire", "Topology", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -1,6 +1,8 @@
+import Dispatch
 import MySQLWire
 import NIOCore
 import SQLProxy
+import SessionHarness
 
 #if canImport(Glibc)
     import Glibc
@@ -10,7 +12,8 @@ import SQLProxy
 /// (and the framing decoder again on what it inflates), every packet decoder, the server handshake
 /// state machine and the response tracker; and, as client statements and commands, through the proxy's
 /// statement readers (classifier, rewriter) and its session bookkeeping (portability, prepared-statement
-/// ids across a move). Built with `scripts/fuzz` (`-sanitize=fuzzer,address`); in a normal
+/// ids across a move); and, split into client and server chunks, into a whole logged-in session
+/// (`SessionDriver`), whose invariants trap when broken. Built with `scripts/fuzz` (`-sanitize=fuzzer,address`); in a normal
 /// build the executable replays files given as arguments (a corpus or a crash) through the same code.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -75,7 +78,26 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var tracker = ResponseTracker(command: .query, capabilities: capabilities)
     for packet in packets { _ = tracker.serverPacket(packet.payload) }
     fuzzProxySession(bytes, packets: packets)
+    fuzzWholeSession(Array(bytes.readableBytesView))
     return 0
+}
+
+/// The input as a script of client and server chunks against a logged-in session (`SessionDriver`). The
+/// session is async (its account lookup runs off the event loop), so this thread, which is libFuzzer's
+/// and not one of the concurrency pool's, waits for it.
+func fuzzWholeSession(_ input: [UInt8]) {
+    let (options, steps) = SessionDriver.script(fromFuzzInput: input)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do {
+            let outcome = try await SessionDriver.run(steps, options: options)
+            precondition(outcome.violations.isEmpty, "session invariants: \(outcome.violations)")
+        } catch {
+            preconditionFailure("the session driver failed: \(error)")
+        }
+        done.signal()
+    }
+    done.wait()
 }
 
 /// The input as one statement, and every framed packet as a client command, through what the proxy reads

@@ -78,24 +78,30 @@ extension ClientSession {
             BackendHandler(
                 machine: machine, server: server, tls: tls, tlsSecrets: environment.tlsSecrets,
                 callbacks: callbacks), eventLoop: loop)
-        ClientBootstrap(group: loop)
-            .connectTimeout(.init(environment.settings.backendConnectTimeout))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(handlerBox.value)
-                    let session = bound.value
-                    switch session.phase {
-                    case .connectingBackend, .handshake, .movingBackend: break
-                    case .command, .closed: throw ChannelError.ioOnClosedChannel
-                    }
-                    session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
+        let initialize: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(handlerBox.value)
+                let session = bound.value
+                switch session.phase {
+                case .connectingBackend, .handshake, .movingBackend: break
+                case .command, .closed: throw ChannelError.ioOnClosedChannel
                 }
+                session.backend = Backend(channel: channel, handler: handlerBox.value, server: server)
             }
-            .connect(host: server.host, port: server.port)
-            .whenFailure { error in
-                bound.value.backendLoginFailed(.connect("\(error)"), server: server)
-            }
+        }
+        let connected: EventLoopFuture<any Channel>
+        if let connector = environment.backendConnector {
+            connected = connector(server, loop, initialize)
+        } else {
+            connected = ClientBootstrap(group: loop)
+                .connectTimeout(.init(environment.settings.backendConnectTimeout))
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .channelInitializer(initialize)
+                .connect(host: server.host, port: server.port)
+        }
+        connected.whenFailure { error in
+            bound.value.backendLoginFailed(.connect("\(error)"), server: server)
+        }
     }
 
     /// The server asks for a `client_ed25519` signature: the client must sign the server's challenge.

@@ -29,6 +29,9 @@ final class ClientSession: ChannelInboundHandler {
         var tlsSecrets: TLSSecretLog? = nil
         var metrics: ProxyMetrics
         var logger: Logger
+        /// Opens the session's backend connections; nil: TCP through `ClientBootstrap`. Tests and the
+        /// fuzzer play the server on a channel of their own.
+        var backendConnector: BackendConnector? = nil
     }
 
     enum Phase {
