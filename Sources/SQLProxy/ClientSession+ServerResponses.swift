@@ -29,10 +29,14 @@ extension ClientSession {
         var startsResponse = atResponseStart
         /// Prepare responses whose statement id the client knows by another id (after a move).
         var statementIDs: [(index: Int, clientID: UInt32)] = []
+        /// Where a packet that cannot start an answer starts (the answers before it are whole), and the
+        /// sequence id of an ERR to send in its place when the client is waiting for that answer.
+        var badAnswer: (start: Int, errorSequenceID: UInt8?)?
         do {
             forwardable = try scanner.scan(buffer) { packet in
                 guard !packet.isContinuation else { return true }
                 guard var tracker = current else {
+                    badAnswer = (packet.payloadIndex - 4, nil)
                     throw ProxyProtocolError("the server sent a packet nobody asked for")
                 }
                 let header = packet.length > 0 ? buffer.getInteger(at: packet.payloadIndex, as: UInt8.self) : nil
@@ -64,6 +68,7 @@ extension ClientSession {
                     sendingLocalFile = true
                     nextBackendSequenceID = packet.sequenceID &+ 1
                 case .protocolViolation(let reason):
+                    if first { badAnswer = (packet.payloadIndex - 4, packet.sequenceID) }
                     throw ProxyProtocolError(reason)
                 }
                 return true
@@ -71,6 +76,22 @@ extension ClientSession {
         } catch {
             if let current { pending.prepend(current) }
             logger.error("backend protocol error: \(error)")
+            if let badAnswer {
+                // The client gets the whole answers before the bad packet, then an ERR in place of the answer
+                // it waits for.
+                for (index, clientID) in statementIDs where index < badAnswer.start {
+                    buffer.setInteger(clientID, at: index, endianness: .little)
+                }
+                if let whole = buffer.getSlice(at: buffer.readerIndex, length: badAnswer.start - buffer.readerIndex) {
+                    emit(whole, context: context)
+                }
+                if let sequenceID = badAnswer.errorSequenceID {
+                    reply(
+                        errno: 1158, sqlState: "08S01",
+                        "Got an error reading communication packets: the server's answer was malformed (\(error)); "
+                            + "the session ends", sequenceID: sequenceID)
+                }
+            }
             close()
             return
         }

@@ -37,7 +37,7 @@ import Testing
                 == 3)
     }
 
-    @Test("A result set with a bogus column count ends the session and its backend connection")
+    @Test("A result set with a bogus column count gets ERR 1158 in its place and ends the session")
     func bogusColumnCount() async throws {
         // 0xFC announces a two-byte length-encoded column count that is not there.
         let outcome = try await SessionDriver.run([
@@ -48,6 +48,30 @@ import Testing
         #expect(outcome.violations.isEmpty)
         #expect(outcome.sessionClosedClient)
         #expect(outcome.backendsOpened == 1)
+        let packets = try Self.packets(outcome.toClient)
+        #expect(packets.count == 1)
+        let error = try #require(
+            packets.first.map { try Packets.ErrorPacket.decode($0.payload, capabilities: [.protocol41]) })
+        #expect(error.errorCode == 1158)
+        #expect(packets.first?.sequenceID == 1)
+    }
+
+    @Test("A whole answer that came in the same read as a packet nobody asked for still reaches the client")
+    func answerBeforeUnsolicitedPacket() async throws {
+        var ok = ByteBuffer()
+        Packets.OKPacket().encode(into: &ok, capabilities: [.protocol41])
+        let outcome = try await SessionDriver.run([
+            .send(.client, Self.query("DO 1")),
+            .send(
+                .server,
+                SessionDriver.packet(Array(ok.readableBytesView), sequenceID: 1)
+                    + SessionDriver.packet([0xFC], sequenceID: 1)),
+        ])
+        #expect(outcome.violations.isEmpty)
+        #expect(outcome.sessionClosedClient)
+        let packets = try Self.packets(outcome.toClient)
+        #expect(packets.count == 1)
+        #expect(packets.first.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt8.self) } == 0)
     }
 
     @Test("A server sending packets nobody asked for ends the session; nothing reaches the client")
