@@ -29,8 +29,9 @@ extension ClientSession {
         var startsResponse = atResponseStart
         /// Prepare responses whose statement id the client knows by another id (after a move).
         var statementIDs: [(index: Int, clientID: UInt32)] = []
-        /// Where a packet that cannot start an answer starts (the answers before it are whole), and the
-        /// sequence id of an ERR to send in its place when the client is waiting for that answer.
+        /// Where a packet the answers cannot contain starts (what came before it is sound), and the sequence
+        /// id of an ERR to send in its place when the client is waiting for an answer (a server may end an
+        /// answer with ERR at any packet, as it does when a statement fails while sending rows).
         var badAnswer: (start: Int, errorSequenceID: UInt8?)?
         do {
             forwardable = try scanner.scan(buffer) { packet in
@@ -68,7 +69,7 @@ extension ClientSession {
                     sendingLocalFile = true
                     nextBackendSequenceID = packet.sequenceID &+ 1
                 case .protocolViolation(let reason):
-                    if first { badAnswer = (packet.payloadIndex - 4, packet.sequenceID) }
+                    badAnswer = (packet.payloadIndex - 4, packet.sequenceID)
                     throw ProxyProtocolError(reason)
                 }
                 return true
@@ -77,8 +78,7 @@ extension ClientSession {
             if let current { pending.prepend(current) }
             logger.error("backend protocol error: \(error)")
             if let badAnswer {
-                // The client gets the whole answers before the bad packet, then an ERR in place of the answer
-                // it waits for.
+                // The client gets what came before the bad packet, then an ERR in its place.
                 for (index, clientID) in statementIDs where index < badAnswer.start {
                     buffer.setInteger(clientID, at: index, endianness: .little)
                 }

@@ -56,6 +56,26 @@ import Testing
         #expect(packets.first?.sequenceID == 1)
     }
 
+    @Test("A result set broken after its column definitions: the client gets what came before, then ERR 1158")
+    func brokenResultSet() async throws {
+        // Without CLIENT_DEPRECATE_EOF an EOF must follow the column definitions; the server sends a row.
+        let outcome = try await SessionDriver.run(
+            [
+                .send(.client, Self.query("SELECT 1")),
+                .send(
+                    .server,
+                    SessionDriver.packet([1], sequenceID: 1) + SessionDriver.packet(Array("def".utf8), sequenceID: 2)
+                        + SessionDriver.packet([1, 0x31], sequenceID: 3)),
+            ], options: .init(deprecateEOF: false))
+        #expect(outcome.violations.isEmpty)
+        #expect(outcome.sessionClosedClient)
+        let packets = try Self.packets(outcome.toClient)
+        #expect(packets.map(\.sequenceID) == [1, 2, 3])
+        let error = try #require(
+            packets.last.map { try Packets.ErrorPacket.decode($0.payload, capabilities: [.protocol41]) })
+        #expect(error.errorCode == 1158)
+    }
+
     @Test("A whole answer that came in the same read as a packet nobody asked for still reaches the client")
     func answerBeforeUnsolicitedPacket() async throws {
         var ok = ByteBuffer()
