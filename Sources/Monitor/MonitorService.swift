@@ -1,6 +1,6 @@
 public import Logging
 public import ServiceLifecycle
-public import Topology
+import Topology
 
 /// The controller's monitoring as one `Service`: a poller per server and the heartbeat writer, all
 /// stopped on graceful shutdown.

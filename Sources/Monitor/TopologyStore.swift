@@ -46,7 +46,7 @@ public actor TopologyStore {
         let name = observation.server.name
         observations[name] = observation
         metrics?.record(observation)
-        if let state = observation.state {
+        if observation.state != nil {
             lastSeen[name] = observation.observedAtMicros
             if let lagMillis = heartbeatLag(observation) {
                 lagWindows[name, default: LagWindow(window: lagWindowLength)]

@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// The proxy's side of a backend login, as a pure state machine: the proxy logs in as the client's
 /// user with SHA1(password) (recovered from the client's own login), never the plaintext.

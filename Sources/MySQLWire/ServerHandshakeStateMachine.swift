@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// The proxy's side of the connection phase, as a pure state machine: the channel handler feeds it
 /// packets and events and carries out the actions it returns. No I/O, no clocks, no randomness inside

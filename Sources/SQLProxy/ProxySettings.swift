@@ -1,6 +1,6 @@
-public import MySQLWire
+import MySQLWire
 import NIOCore
-public import NIOSSL
+import NIOSSL
 public import Topology
 
 /// Everything the proxy needs to know, resolved from the config by the composition root.

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-public import NIOSSL
+import NIOSSL
 
 /// The proxy's TLS server context, rebuilt when its certificate or key file changes on disk (checked at
 /// most once a second, on new connections), so certificates are rotated without a restart. A file that

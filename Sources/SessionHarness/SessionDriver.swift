@@ -2,7 +2,7 @@ package import Logging
 import Metrics
 import MySQLWire
 import NIOConcurrencyHelpers
-package import NIOCore
+import NIOCore
 import NIOEmbedded
 import SQLProxy
 import Topology

@@ -1,10 +1,10 @@
-public import AdminHTTP
+import AdminHTTP
 public import Logging
 import MariaDBClient
 public import Monitor
 public import Prometheus
 public import SQLProxy
-public import ServiceLifecycle
+import ServiceLifecycle
 public import SwitchyardConfiguration
 public import Topology
 import UnixSignals

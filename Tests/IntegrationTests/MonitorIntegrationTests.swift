@@ -152,7 +152,7 @@ extension IntegrationTests {
             config.heartbeat.enabled = false
             let wrong = try Controller(
                 config: config, logger: .init(label: "test"), resolver: .init(environment: environment))
-            try await withMonitor(wrong) {
+            _ = try await withMonitor(wrong) {
                 try await poll("access denied reported", deadline: .seconds(10)) {
                     await wrong.snapshot().servers.allSatisfy { $0.lastError?.contains("1045") == true }
                 }

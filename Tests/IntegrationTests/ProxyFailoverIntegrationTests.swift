@@ -108,10 +108,10 @@ struct LongSession {
     func said(_ text: String) -> Bool { output.contains(text) }
 
     /// Lets round `n` run.
-    func go(_ n: Int) { FileManager.default.createFile(atPath: "\(go).\(n)", contents: Data()) }
+    func go(_ n: Int) { _ = FileManager.default.createFile(atPath: "\(go).\(n)", contents: Data()) }
 
     /// Makes the session close with COM_QUIT instead of running another round.
-    func quit() { FileManager.default.createFile(atPath: "\(go).quit", contents: Data()) }
+    func quit() { _ = FileManager.default.createFile(atPath: "\(go).quit", contents: Data()) }
 
     func waitForAnswer(_ n: Int, deadline: Duration = .seconds(10)) async throws {
         try await poll("round \(n) of \(log) answered", deadline: deadline) {

@@ -217,7 +217,7 @@ import Testing
         #expect(pair.serverApp.errors.contains { ($0 as? TLSRecordError) == .badRecordMAC })
         #expect(!pair.server.isActive)
         // The alert reaches the BoringSSL client as a TLS error, not as data.
-        while let bytes = try pair.server.readOutbound(as: ByteBuffer.self) { try? pair.client.writeInbound(bytes) }
+        while let bytes = try pair.server.readOutbound(as: ByteBuffer.self) { _ = try? pair.client.writeInbound(bytes) }
         #expect(pair.clientApp.received.isEmpty)
     }
 
