@@ -156,11 +156,14 @@ final class EpollRelay {
     }
 
     func run() -> Never {
-        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        // A buffer of its own: an array passed inout while a slice of it is alive would be copied each time.
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         while true {
-            let ready = epoll_wait(poller, &events, Int32(events.count), -1)
+            let ready = epoll_wait(poller, events, Int32(capacity), -1)
             guard ready > 0 else { continue }
-            for event in events[0..<Int(ready)] {
+            for index in 0..<Int(ready) {
+                let event = events[index]
                 let fd = event.data.fd
                 if fd == listener {
                     acceptClients()
