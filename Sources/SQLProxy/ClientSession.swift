@@ -528,7 +528,7 @@ final class ClientSession: ChannelInboundHandler {
             rewritten = true
         case .query, .statementPrepare:
             if let refusal = portability.refusal(command, payload: packet.payload) {
-                logger.notice("ending the session: a statement reads LAST_INSERT_ID(), lost when the session moved")
+                logger.notice("ending the session: \(refusal.message)")
                 refuse(errno: refusal.errorCode, sqlState: refusal.sqlState, refusal.message, sequenceID: 1)
                 return false
             }

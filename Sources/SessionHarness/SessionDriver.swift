@@ -151,10 +151,9 @@ final class DrivenSession: Sendable {
         var settings = ProxySettings()
         settings.maxPacketSize = 1 << 16
         settings.failoverHold = .zero
-        let hash = MySQLNativePassword.doubleSHA1(password: SessionDriver.password)
         let account = Account(
             user: SessionDriver.user, host: "%", plugin: "mysql_native_password",
-            authenticationString: "*" + hash.map { String($0, radix: 16, uppercase: true).leftPadded }.joined())
+            authenticationString: MySQLNativePassword.authenticationString(password: SessionDriver.password))
         let accounts = AccountDirectory { [account] }
         let backends = NIOLockedValueBox<[NIOAsyncTestingChannel]>([])
         let connector: BackendConnector = { _, _, initialize in
@@ -337,11 +336,6 @@ final class DrivenSession: Sendable {
             if rounds < 100 { await Task.yield() } else { try await Task.sleep(for: .microseconds(200)) }
         }
     }
-}
-
-extension String {
-    /// Two hex digits.
-    fileprivate var leftPadded: String { count == 1 ? "0" + self : self }
 }
 
 /// A weak reference to the session handler. `@unchecked Sendable`: it is set and read only inside

@@ -11,6 +11,7 @@ struct NativePasswordTests {
         let hex = MySQLNativePassword.doubleSHA1(password: "password")
             .map { ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) }.joined()
         #expect(hex == "2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19")
+        #expect(MySQLNativePassword.authenticationString(password: "password") == "*" + hex)
         #expect(
             MySQLNativePassword.storedCredential(fromAuthenticationString: "*" + hex)
                 == .nativePassword(doubleSHA1: MySQLNativePassword.doubleSHA1(password: "password")))

@@ -68,11 +68,7 @@ private struct Harness {
     static let accounts = [("app", "app-pw"), ("other", "other-pw")].map { user, password in
         Account(
             user: user, host: "%", plugin: "mysql_native_password",
-            authenticationString: "*"
-                + MySQLNativePassword.doubleSHA1(password: password).map { byte in
-                    let digits = String(byte, radix: 16, uppercase: true)
-                    return digits.count == 1 ? "0" + digits : digits
-                }.joined())
+            authenticationString: MySQLNativePassword.authenticationString(password: password))
     }
 
     static func with(

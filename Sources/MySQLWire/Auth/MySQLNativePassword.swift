@@ -27,6 +27,13 @@ public struct MySQLNativePassword: AuthMethod {
     /// SHA1(SHA1(password)): what the server stores.
     public static func doubleSHA1(password: String) -> [UInt8] { sha1(sha1(Array(password.utf8))) }
 
+    /// `*2470C0C0...`: the `authentication_string` the server stores for `password` (`PASSWORD('...')`).
+    public static func authenticationString(password: String) -> String {
+        "*"
+            + doubleSHA1(password: password).map { ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) }
+            .joined()
+    }
+
     /// Parses `*2470C0C0...` (the `authentication_string` form) into the stored credential.
     public static func storedCredential(fromAuthenticationString text: String) -> StoredCredential? {
         if text.isEmpty { return .empty }
