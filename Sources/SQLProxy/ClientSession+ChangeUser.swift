@@ -52,7 +52,7 @@ extension ClientSession {
     /// The proxy verifies the new user itself (as at login), then has the backend change user; the
     /// backend's OK or ERR goes back to the client.
     func startChangeUser(_ packet: MySQLPacket, backend: Backend) {
-        guard let login, pending.isEmpty else {
+        guard let login, relay.pending.isEmpty else {
             reply(errno: 1047, sqlState: "08S01", "COM_CHANGE_USER while a response is pending", sequenceID: 1)
             return
         }
@@ -285,8 +285,8 @@ extension ClientSession {
                         login?.database = request.database.isEmpty ? nil : request.database
                         login?.passwordSHA1 = passwordSHA1
                         if let collation = request.collation { login?.collation = UInt8(truncatingIfNeeded: collation) }
-                        portability.changedUser()
-                        statements.reset()
+                        relay.portability.changedUser()
+                        relay.statements.reset()
                         // A move logs in again with the handshake's one-byte collation and SHA1(password).
                         canLogInAgain = passwordSHA1 != nil && (request.collation ?? 0) <= 0xFF
                         environment.state.update(connectionID) { $0.user = request.username }
@@ -377,7 +377,7 @@ extension ClientSession {
         logger.notice("change user refused", metadata: ["new_user": "\(request.username)", "errno": "\(errno)"])
         // The server reset the session to its global defaults (character set included), which a fresh login
         // with the session's own character set would not reproduce.
-        portability.pin("a refused change of user (the server reset the session to its global defaults)")
+        relay.portability.pin("a refused change of user (the server reset the session to its global defaults)")
         write(error, flush: true)
         resumeAfterChangeUser()
     }

@@ -15,7 +15,7 @@ extension ClientSession {
     /// moved or the backend connection was lost, a portable session starts moving (the command waits in
     /// `inbound`) and any other ends; both return false.
     func backendReadyForNextCommand() -> Bool {
-        guard case .command = phase, pending.isEmpty, changeUser == nil, !sendingLocalFile else {
+        guard case .command = phase, relay.pending.isEmpty, changeUser == nil, !relay.sendingLocalFile else {
             return backend != nil
         }
         if inbound.getInteger(at: inbound.readerIndex + 4, as: UInt8.self) == Command.quit.rawValue {
@@ -40,8 +40,8 @@ extension ClientSession {
 
     /// Why the session cannot move to a new server connection, or nil when it can.
     var moveObstacle: String? {
-        if let obstacle = portability.obstacle ?? statements.obstacle { return obstacle }
-        if portability.inserted, statements.anyReadsLastInsertID {
+        if let obstacle = relay.portability.obstacle ?? relay.statements.obstacle { return obstacle }
+        if relay.portability.inserted, relay.statements.anyReadsLastInsertID {
             return "a prepared statement reads LAST_INSERT_ID(), which an INSERT set"
         }
         if !canLogInAgain { return "the account logs in with client_ed25519, which only the client can answer" }
@@ -52,7 +52,8 @@ extension ClientSession {
     /// The session's backend connection closed while no command was running: a portable session keeps its
     /// client and moves at the next command; any other session ends now. Returns whether it stays.
     func backendLostBetweenStatements() -> Bool {
-        guard case .command = phase, pending.isEmpty, changeUser == nil, !sendingLocalFile, moveObstacle == nil
+        guard case .command = phase, relay.pending.isEmpty, changeUser == nil, !relay.sendingLocalFile,
+            moveObstacle == nil
         else { return false }
         logger.notice(
             "server connection lost between statements; the session moves at its next command",
@@ -78,15 +79,15 @@ extension ClientSession {
         }
         forgetBackendThread()
         heldBackend = nil
-        scanner = PacketStreamScanner()
-        atResponseStart = true
+        relay.scanner = PacketStreamScanner()
+        relay.atResponseStart = true
         phase = .movingBackend(reason: reason)
         logger.notice("moving the session to a new server connection", metadata: ["reason": "\(reason)"])
         armBackendLoginTimeout()
         backendDeadline = nil
         startBackendLogin(
             BackendLoginRequest(
-                username: login.username, database: portability.database ?? login.database,
+                username: login.username, database: relay.portability.database ?? login.database,
                 capabilities: login.capabilities, collation: login.collation, attributes: login.attributes,
                 passwordSHA1: login.passwordSHA1, failureSequenceID: 1))
     }
@@ -110,8 +111,8 @@ extension ClientSession {
             "session logged in on a new server connection",
             metadata: [
                 "reason": "\(reason)", "server": "\(backend.server.name)", "backend_thread": "\(session.connectionID)",
-                "settings_to_replay": "\(portability.settings.count)",
-                "statements_to_prepare": "\(statements.statements.count)",
+                "settings_to_replay": "\(relay.portability.settings.count)",
+                "statements_to_prepare": "\(relay.statements.statements.count)",
             ])
         if environment.tlsSecrets != nil, environment.backendTLS != nil {
             startTLSFastPath(backend.channel, hop: "backend")
@@ -119,7 +120,7 @@ extension ClientSession {
         // After the fast-path switch (queued first on the same event loop), so it happens while the hop is quiet.
         context.eventLoop.assumeIsolated().execute { [weak self] in
             guard let self else { return }
-            self.replay = StateReplay(statementOrder: self.statements.replayOrder)
+            self.replay = StateReplay(statementOrder: self.relay.statements.replayOrder)
             self.replayNext()
         }
     }
@@ -141,17 +142,18 @@ extension ClientSession {
         guard case .movingBackend = phase, let backend, let context, var replay else { return }
         let capabilities = backend.session?.capabilities ?? []
         let payload: ByteBuffer
-        if replay.next < portability.settings.count {
+        if replay.next < relay.portability.settings.count {
             replay.tracker = ResponseTracker(command: .query, capabilities: capabilities)
-            payload = portability.settings[replay.next]
-        } else if replay.next - portability.settings.count < replay.statementOrder.count,
-            let statement = statements.statements[replay.statementOrder[replay.next - portability.settings.count]]
+            payload = relay.portability.settings[replay.next]
+        } else if replay.next - relay.portability.settings.count < replay.statementOrder.count,
+            let statement = relay.statements.statements[
+                replay.statementOrder[replay.next - relay.portability.settings.count]]
         {
             replay.tracker = ResponseTracker(command: .statementPrepare, capabilities: capabilities)
             payload = statement.prepare
         } else {
             self.replay = nil
-            portability.moved()
+            relay.portability.moved()
             environment.metrics.sessionMove(moved: true)
             logger.debug("session moved", metadata: ["server": "\(backend.server.name)"])
             phase = .command
@@ -210,7 +212,7 @@ extension ClientSession {
         guard let ok = tracker.prepared else {
             return "a prepared statement of the session failed on the new connection (\(error()))"
         }
-        return statements.preparedAgain(replay.statementOrder[replay.next - portability.settings.count], ok)
+        return relay.statements.preparedAgain(replay.statementOrder[replay.next - relay.portability.settings.count], ok)
     }
 
     /// The move did not work out: the waiting command gets an ERR and the session ends.

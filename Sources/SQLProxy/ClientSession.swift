@@ -68,22 +68,12 @@ final class ClientSession: ChannelInboundHandler {
     var decoder: MySQLPacketDecoder
     /// Backend bytes held back because a packet header or prefix is incomplete.
     var heldBackend: ByteBuffer?
-    var scanner = PacketStreamScanner()
-    /// One tracker per command sent to the backend and not fully answered yet, oldest first (clients
-    /// may pipeline commands).
-    var pending = CircularBuffer<ResponseTracker>()
-    /// The first packet of the oldest pending response has not been seen yet.
-    var atResponseStart = true
-    /// The backend asked for a LOCAL INFILE: the client's next packets are the file, up to an empty one.
-    var sendingLocalFile = false
+    /// The command phase's bookkeeping (with `FastRelay` while it carries the session).
+    var relay = CommandRelay()
     var handshakeTimeout: Scheduled<Void>?
     var registered = false
     /// The client hop's compressed protocol, from the login OK on, when the client asked for it.
     var compression: Compression?
-    /// The sequence id the backend expects on the next packet of an exchange the client continues
-    /// (LOAD DATA LOCAL file packets); compressed clients' inner ids cannot be trusted for it.
-    var nextBackendSequenceID: UInt8 = 0
-
     struct Compression {
         var decoder = CompressedPacketDecoder()
         let encoder = CompressedPacketEncoder()
@@ -97,10 +87,6 @@ final class ClientSession: ChannelInboundHandler {
     /// Until when opening a backend connection is retried while no primary is known or it cannot be
     /// reached (`proxy.failover_hold`); set by the first attempt, cleared on success.
     var backendDeadline: NIODeadline?
-    /// Whether the session could continue on another server connection.
-    var portability = SessionPortability()
-    /// The session's prepared statements, prepared again after a move.
-    var statements = PreparedStatements()
     /// While a move replays the session's `SET` statements and prepares on the new connection.
     var replay: StateReplay?
     /// The proxy can log in again as the session's user without the client: a `mysql_native_password`
@@ -479,14 +465,9 @@ final class ClientSession: ChannelInboundHandler {
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
     func forward(_ packet: MySQLPacket, wire: ByteBuffer?, to backend: Backend) -> Bool {
-        if sendingLocalFile {
-            if packet.payload.readableBytes == 0 {
-                sendingLocalFile = false
-                if !pending.isEmpty { pending[pending.startIndex].clientFinishedLocalInfile() }
-            }
+        if relay.sendingLocalFile {
             var packet = packet
-            packet.sequenceID = nextBackendSequenceID
-            nextBackendSequenceID &+= UInt8(truncatingIfNeeded: packet.payload.readableBytes / MySQLPacket.maxChunk + 1)
+            packet.sequenceID = relay.localFilePacket(length: packet.payload.readableBytes)
             send(packet, to: backend)
             return true
         }
@@ -526,44 +507,29 @@ final class ClientSession: ChannelInboundHandler {
             kill.writeInteger(target, endianness: .little)
             packet.payload = kill
             rewritten = true
-        case .query, .statementPrepare:
-            if let refusal = portability.refusal(command, payload: packet.payload) {
+        default:
+            switch relay.check(
+                command, payload: packet.payload, connectionID: connectionID,
+                killTarget: { id in self.mapKillTarget(id, on: backend) })
+            {
+            case .send(let payload?):
+                packet.payload = payload
+                rewritten = true
+            case .send(nil):
+                break
+            case .refuse(let refusal):
                 logger.notice("ending the session: \(refusal.message)")
                 refuse(errno: refusal.errorCode, sqlState: refusal.sqlState, refusal.message, sequenceID: 1)
                 return false
-            }
-            switch SQLRewriter.rewrite(
-                packet.payload, connectionID: connectionID,
-                killTarget: { id in
-                    self.mapKillTarget(id, on: backend)
-                })
-            {
-            case .unchanged:
-                break
-            case .rewritten(let payload):
-                packet.payload = payload
-                rewritten = true
-            case .refused:
+            case .answered:
                 return false
             }
-            if command == .statementPrepare { statements.prepareSent(packet.payload) }
-        case .statementExecute, .statementSendLongData, .statementClose, .statementReset, .statementFetch,
-            .statementBulkExecute:
-            if let payload = statements.clientCommand(command, payload: packet.payload) {
-                packet.payload = payload
-                rewritten = true
-            }
-        default:
-            break
         }
-        portability.commandSent(command, payload: packet.payload)
+        relay.sent(command, payload: packet.payload, capabilities: backend.session?.capabilities ?? [])
         if let wire, !rewritten, compression == nil {
             backend.channel.write(wire, promise: nil)  // the client's bytes as they came: no copy
         } else {
             send(packet, to: backend)
-        }
-        if ResponseTracker.expectsResponse(command) {
-            pending.append(ResponseTracker(command: command, capabilities: backend.session?.capabilities ?? []))
         }
         return true
     }
@@ -603,7 +569,7 @@ final class ClientSession: ChannelInboundHandler {
         guard case .command = phase, !backendLostBetweenStatements() else { return }
         logger.notice(
             "backend connection lost; closing the client session",
-            metadata: ["server": "\(backend?.server.name ?? "?")", "pending_responses": "\(pending.count)"])
+            metadata: ["server": "\(backend?.server.name ?? "?")", "pending_responses": "\(relay.pending.count)"])
         backend = nil
         close()
     }
