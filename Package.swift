@@ -31,6 +31,8 @@ let package = Package(
             pkgConfig: "libmariadb",
             providers: [.apt(["libmariadb-dev"])]
         ),
+        // epoll and eventfd for the proxy's fast relay and acceptor.
+        .systemLibrary(name: "CLinuxEvents"),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
@@ -89,7 +91,7 @@ let package = Package(
         .target(
             name: "SQLProxy",
             dependencies: [
-                "MySQLWire", "Topology", "TLSRecordLayer",
+                "MySQLWire", "Topology", "TLSRecordLayer", "CLinuxEvents",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -5,6 +5,10 @@ import NIOPosix
 import NIOSSL
 import Topology
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What a backend login uses: the client's user, database, capabilities and character set.
 struct BackendLoginRequest {
     var username: String
@@ -93,11 +97,18 @@ extension ClientSession {
         if let connector = environment.backendConnector {
             connected = connector(server, loop, initialize)
         } else {
-            connected = ClientBootstrap(group: loop)
-                .connectTimeout(.init(environment.settings.backendConnectTimeout))
-                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .channelInitializer(initialize)
-                .connect(host: server.host, port: server.port)
+            connected = Self.connect(
+                to: server, on: loop, timeout: environment.settings.backendConnectTimeout, initialize: initialize
+            ).map { channel, descriptor in
+                let session = bound.value
+                if session.backend?.channel === channel {
+                    session.backend?.descriptor = descriptor
+                    channel.closeFuture.whenComplete { _ in bound.value.releaseDescriptor(descriptor) }
+                } else {
+                    Glibc.close(descriptor)
+                }
+                return channel
+            }
         }
         connected.whenFailure { error in
             bound.value.backendLoginFailed(.connect("\(error)"), server: server)
@@ -149,6 +160,7 @@ extension ClientSession {
             }
             if isTLS(context) { startTLSFastPath(context.channel, hop: "client") }
         }
+        offerToFastRelaySoon()  // after the fast path is on (the loop runs tasks in order)
         if login.capabilities.contains(.compress) {
             compression = Compression()
             decoder.checksContinuationSequence = false
@@ -244,5 +256,26 @@ extension ClientSession {
         }
         logger.notice("handshake timed out after \(environment.settings.handshakeTimeout)")
         refuse(errno: 1043, sqlState: "08S01", "Bad handshake (timed out)", sequenceID: sequenceID)
+    }
+}
+
+extension ClientSession {
+    /// Connects to `server` (off the event loop) and gives the socket to NIO on `loop`; succeeds with the
+    /// channel and a duplicate of its descriptor, which the caller owns.
+    static func connect(
+        to server: ServerIdentity, on loop: any EventLoop, timeout: Duration,
+        initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<(any Channel, Int32)> {
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> (Int32, Int32) in
+            let socket = try Sockets.connect(host: server.host, port: server.port, timeout: timeout)
+            return (socket, dup(socket))
+        }.flatMap { socket, duplicate in
+            ClientBootstrap(group: loop).channelInitializer(initialize).withConnectedSocket(socket)
+                .map { ($0, duplicate) }
+                .flatMapErrorThrowing { error in
+                    Glibc.close(duplicate)
+                    throw error
+                }
+        }
     }
 }

@@ -7,6 +7,10 @@ import NIOCore
 extension ClientSession {
     func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
+        if fast.relayed != nil {
+            keepLateBackendBytes(buffer)
+            return
+        }
         var buffer = buffer
         if case .movingBackend = phase {
             replayRead(buffer)
@@ -44,5 +48,6 @@ extension ClientSession {
             emit(slice, context: context)
         }
         if buffer.readableBytes > 0 { heldBackend = buffer }
+        if relay.isIdle { offerToFastRelaySoon() }
     }
 }

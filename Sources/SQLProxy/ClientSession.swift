@@ -32,6 +32,8 @@ final class ClientSession: ChannelInboundHandler {
         /// Opens the session's backend connections; nil: TCP through `ClientBootstrap`. Tests and the
         /// fuzzer play the server on a channel of their own.
         var backendConnector: BackendConnector? = nil
+        /// Carries quiet sessions' everyday commands outside NIO; nil: NIO carries everything.
+        var fastRelay: FastRelay? = nil
     }
 
     enum Phase {
@@ -52,6 +54,8 @@ final class ClientSession: ChannelInboundHandler {
         var server: ServerIdentity
         /// Set once the backend login succeeded.
         var session: ClientHandshakeStateMachine.Session?
+        /// The socket's descriptor (a duplicate of NIO's), when the proxy connected it itself.
+        var descriptor: Int32? = nil
     }
 
     let environment: Environment
@@ -119,8 +123,13 @@ final class ClientSession: ChannelInboundHandler {
         case awaitingBackendRefusal(Packets.ChangeUser, refusal: Packets.ErrorPacket, clientSequence: UInt8)
     }
 
-    init(environment: Environment) {
+    /// With `FastRelay`: the state of the handover.
+    var fast = FastRelayLink()
+
+    /// - Parameter descriptor: a duplicate of the client socket's descriptor, which the session then owns.
+    init(environment: Environment, descriptor: Int32? = nil) {
         self.environment = environment
+        self.fast.clientDescriptor = descriptor
         self.logger = environment.logger
         self.decoder = MySQLPacketDecoder(maxPayloadSize: environment.settings.maxPacketSize)
     }
@@ -201,6 +210,10 @@ final class ClientSession: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
+        if fast.relayed != nil {
+            keepLateClientBytes(buffer)
+            return
+        }
         environment.metrics.bytes(fromClient: buffer.readableBytes)
         if var compression {
             self.compression = nil  // not held twice while mutated
@@ -566,6 +579,10 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     func backendClosed() {
+        if fast.relayed != nil {
+            reclaimFromFastRelay { [self] in backendClosed() }
+            return
+        }
         guard case .command = phase, !backendLostBetweenStatements() else { return }
         logger.notice(
             "backend connection lost; closing the client session",
@@ -654,6 +671,10 @@ final class ClientSession: ChannelInboundHandler {
         if registered {
             registered = false
             environment.state.unregister(connectionID)
+        }
+        if let descriptor = fast.clientDescriptor {
+            fast.clientDescriptor = nil
+            releaseDescriptor(descriptor)
         }
         environment.metrics.connectionClosed()
         self.context = nil

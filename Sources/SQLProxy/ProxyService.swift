@@ -6,6 +6,10 @@ public import ServiceLifecycle
 import TLSRecordLayer
 public import Topology
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The SQL proxy as a `Service` of `switchyard run`: listens for MySQL clients, follows the primary the
 /// controller reports, and refreshes the account list the proxy verifies logins against.
 public final class ProxyService: Service, Sendable {
@@ -76,35 +80,51 @@ public final class ProxyService: Service, Sendable {
     }
 
     public func run() async throws {
-        let environment = ClientSession.Environment(
-            settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
-            tlsSecrets: tlsSecrets,
-            metrics: metrics, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
-                }
-            }
-        let channel: any Channel
+        // The relay needs the sockets' TLS records in the fast path's hands (or no TLS at all).
+        let fastRelay =
+            settings.fastRelay && (tlsSecrets != nil || (serverTLS == nil && backendTLS == nil))
+            ? FastRelay(threads: settings.threads, logger: logger) : nil
+        var environment = ClientSession.Environment(
+            settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
+            tlsSecrets: tlsSecrets, metrics: metrics, logger: logger)
+        environment.fastRelay = fastRelay
+        let listener: (descriptor: Int32, port: Int)
         do {
-            channel = try await bootstrap.bind(host: settings.host, port: settings.port).get()
+            listener = try Sockets.listen(host: settings.host, port: settings.port, backlog: 1024)
         } catch {
+            fastRelay?.stop()
             try? await group.shutdownGracefully()
-            throw error
+            throw StartupError(description: "proxy.listen: \(error)")
         }
-        let port = channel.localAddress?.port ?? settings.port
+        let logger = self.logger
+        let sessions = environment
+        let acceptor = Acceptor(listener: listener.descriptor) { socket in
+            // The session keeps a duplicate for the fast relay; NIO owns the original.
+            let duplicate = sessions.fastRelay == nil ? -1 : dup(socket)
+            let loop = group.next()
+            ClientBootstrap(group: loop)
+                .channelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientSession(environment: sessions, descriptor: duplicate >= 0 ? duplicate : nil))
+                    }
+                }
+                .withConnectedSocket(socket)
+                .whenFailure { error in
+                    if duplicate >= 0 { close(duplicate) }
+                    logger.warning("cannot take a client connection: \(error)")
+                }
+        }
+        let port = listener.port
         logger.info(
             "SQL proxy listening",
             metadata: [
                 "address": "\(settings.host):\(port)", "client_tls": "\(serverTLS != nil)",
                 "require_tls": "\(settings.requireTLS)", "backend_tls": "\(settings.backendTLS)",
                 "threads": "\(settings.threads)", "tls_fast_path": "\(settings.tlsFastPath)",
+                "fast_relay": "\(fastRelay != nil)",
             ])
         await onListening(port)
         await withGracefulShutdownHandler {
@@ -115,10 +135,12 @@ public final class ProxyService: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            channel.close(promise: nil)
+            acceptor.stop()
         }
-        try? await channel.close()
+        acceptor.stop()
         for session in state.allSessions() { session.close() }
+        // Sessions the relay carries go back to their event loops, which then close them.
+        fastRelay?.stop()
         try? await group.shutdownGracefully()
     }
 

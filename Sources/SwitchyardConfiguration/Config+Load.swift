@@ -174,7 +174,7 @@ extension Config {
             allowed: [
                 "enabled", "listen", "routing", "tls", "require_tls", "backend_tls", "max_connections",
                 "handshake_timeout", "max_packet_size", "allowed_networks", "users", "account_refresh_interval",
-                "auth_throttle", "backend_connect_timeout", "tls_fast_path", "threads", "failover_hold",
+                "auth_throttle", "backend_connect_timeout", "tls_fast_path", "fast_relay", "threads", "failover_hold",
             ])
         var proxy = Proxy()
         let enabled = reader.bool(fields["enabled"], "proxy.enabled") ?? true
@@ -194,6 +194,7 @@ extension Config {
         proxy.keyFile = absolute(reader.string(tlsFields["key_file"], "proxy.tls.key_file"))
         if let value = reader.bool(fields["require_tls"], "proxy.require_tls") { proxy.requireTLS = value }
         if let value = reader.bool(fields["tls_fast_path"], "proxy.tls_fast_path") { proxy.tlsFastPath = value }
+        if let value = reader.bool(fields["fast_relay"], "proxy.fast_relay") { proxy.fastRelay = value }
         if let value = reader.int(fields["threads"], "proxy.threads", in: 1...256) { proxy.threads = value }
         if let mode = reader.enumeration(fields["backend_tls"], "proxy.backend_tls", as: Proxy.BackendTLSMode.self) {
             proxy.backendTLS = mode

@@ -122,6 +122,9 @@ extension Config {
         /// After login, protect TLS records with Switchyard's own record layer instead of NIOSSL's
         /// (same keys and ciphers, less CPU per statement); false keeps NIOSSL for whole sessions.
         public var tlsFastPath = true
+        /// After login, relay sessions' everyday commands with Switchyard's own event loop instead of
+        /// SwiftNIO's channel pipeline (less CPU per statement); false keeps every session on SwiftNIO.
+        public var fastRelay = true
         /// Event-loop threads for client and server connections; nil: half the machine's cores (at least 1).
         public var threads: Int?
         public var maxConnections = 1_000

@@ -109,6 +109,7 @@ public struct Controller: Sendable {
         case .verifyIdentity: settings.backendTLS = .verified(caFile: config.tls.caFile ?? "", verifyHostname: true)
         }
         settings.tlsFastPath = proxy.tlsFastPath
+        settings.fastRelay = proxy.fastRelay
         if let threads = proxy.threads { settings.threads = threads }
         settings.maxConnections = proxy.maxConnections
         settings.handshakeTimeout = proxy.handshakeTimeout

@@ -24,14 +24,21 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// a steady relay allocates nothing per record.
     private var readScratch: ByteBuffer?
     private var writeScratch: ByteBuffer?
+    /// Another driver carries the connection's records (`suspend()` to `resume`).
+    private var suspended = false
+    /// Bytes NIO read while suspended, in order.
+    private var late: ByteBuffer?
+    private var context: ChannelHandlerContext?
     /// Larger buffers are not kept between reads or writes (an idle connection should not hold them).
     static let scratchLimit = 64 * 1024
 
     public var version: TLSRecordVersion { writer.version }
     public var cipherSuite: TLSCipherSuite { writer.suite }
+    /// Records sealed with the current sending key.
+    public var writerSequence: UInt64 { writer.sequence }
 
     /// TLS 1.3 rotates the sending key well before AES-GCM's limit (RFC 8446 §5.5).
-    static let keyUpdateInterval: UInt64 = 1 << 24
+    public static let keyUpdateInterval: UInt64 = 1 << 24
     /// KeyUpdate(update_not_requested).
     static let keyUpdate: [UInt8] = [24, 0, 0, 1, 0]
 
@@ -41,9 +48,52 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.partial = leftover.readableBytes > 0 ? leftover : nil
     }
 
+    /// The record layer's state while another driver carries the connection.
+    public struct Suspended: @unchecked Sendable {
+        public var reader: TLSRecordProtection
+        public var writer: TLSRecordProtection
+        /// The start of a record whose remaining bytes have not arrived.
+        public var partial: ByteBuffer
+
+        public init(reader: TLSRecordProtection, writer: TLSRecordProtection, partial: ByteBuffer) {
+            self.reader = reader
+            self.writer = writer
+            self.partial = partial
+        }
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Hands the record layer to another driver of the connection (which reads and writes the socket
+    /// itself): until `resume`, this handler passes nothing on, keeps the bytes NIO still reads, writes
+    /// nothing and sends no alert on close. Nil when the connection has failed or is closing.
+    public func suspend() -> Suspended? {
+        guard !failed, !sentCloseNotify, !receivedCloseNotify, !suspended else { return nil }
+        suspended = true
+        return Suspended(reader: reader, writer: writer, partial: partial.take() ?? ByteBuffer())
+    }
+
+    /// Takes the record layer back: `unsent` (records the other driver sealed but could not write yet) goes
+    /// out first, then records that arrived meanwhile are read.
+    public func resume(_ state: Suspended, unsent: ByteBuffer) {
+        guard suspended, let context else { return }
+        suspended = false
+        reader = state.reader
+        writer = state.writer
+        if unsent.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(unsent), promise: nil) }
+        var records = state.partial
+        if var late = late.take() { records.writeBuffer(&late) }
+        if records.readableBytes > 0 { channelRead(context: context, data: NIOAny(records)) }
+    }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         var buffer = unwrapInboundIn(data)
+        if suspended {
+            if late == nil { late = buffer } else { late!.writeBuffer(&buffer) }
+            return
+        }
         if var partial = self.partial.take() {
             partial.writeBuffer(&buffer)
             buffer = partial
@@ -146,7 +196,7 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let plaintext = unwrapOutboundIn(data)
-        guard !failed, !sentCloseNotify else {
+        guard !failed, !sentCloseNotify, !suspended else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
@@ -185,7 +235,7 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func sendAlert(_ description: UInt8, level: UInt8, context: ChannelHandlerContext) {
         // After the peer's close_notify it has usually closed its socket too: an answer would only earn a reset.
-        guard !sentCloseNotify, !receivedCloseNotify, context.channel.isActive else { return }
+        guard !sentCloseNotify, !receivedCloseNotify, !suspended, context.channel.isActive else { return }
         sentCloseNotify = true
         var out = context.channel.allocator.buffer(capacity: 2 + writer.overhead)
         let sealed = (try? writer.seal(type: TLSContentType.alert, [level, description], into: &out)) != nil

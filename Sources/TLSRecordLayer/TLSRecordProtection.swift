@@ -33,11 +33,11 @@ public enum TLSRecordError: Error, Equatable, CustomStringConvertible {
 }
 
 /// TLS record content types.
-enum TLSContentType {
-    static let changeCipherSpec: UInt8 = 20
-    static let alert: UInt8 = 21
-    static let handshake: UInt8 = 22
-    static let applicationData: UInt8 = 23
+public enum TLSContentType {
+    public static let changeCipherSpec: UInt8 = 20
+    public static let alert: UInt8 = 21
+    public static let handshake: UInt8 = 22
+    public static let applicationData: UInt8 = 23
 }
 
 /// A BoringSSL AEAD context (through the CTLSRecordCrypto shim) for one key and direction.
@@ -122,7 +122,7 @@ public struct TLSRecordProtection {
     public var overhead: Int { 5 + explicitNonceLength + Self.tagLength + (version == .tls13 ? 1 : 0) }
 
     /// The largest record body a peer may send (RFC 8446 §5.2; RFC 5246 §6.2.3).
-    var maxCiphertext: Int { version == .tls13 ? Self.maxPlaintext + 256 : Self.maxPlaintext + 2048 }
+    public var maxCiphertext: Int { version == .tls13 ? Self.maxPlaintext + 256 : Self.maxPlaintext + 2048 }
 
     /// TLS 1.3 KeyUpdate: moves to the next traffic secret, sequence numbers starting over.
     public mutating func updateKeys() throws(TLSRecordError) {

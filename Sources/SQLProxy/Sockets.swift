@@ -1,0 +1,204 @@
+import NIOConcurrencyHelpers
+
+import CLinuxEvents
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// TCP sockets the proxy opens itself rather than through NIO's bootstraps, so that it holds their
+/// descriptors: NIO exposes none, and `FastRelay` reads and writes logged-in sessions' sockets directly.
+/// NIO is handed each connected socket with `ClientBootstrap.withConnectedSocket`.
+enum Sockets {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ what: String, errno code: Int32 = errno) {
+            description = "\(what): \(String(cString: strerror(code))) (errno \(code))"
+        }
+        init(message: String) { description = message }
+    }
+
+    /// A listening socket on `host:port` (port 0: any free port); returns it and the port it got.
+    static func listen(host: String, port: Int, backlog: Int32) throws(Failure) -> (descriptor: Int32, port: Int) {
+        let addresses = try resolve(host: host, port: port, passive: true)
+        defer { freeaddrinfo(addresses) }
+        var lastError = Failure(message: "cannot listen on \(host):\(port): no address")
+        var entry: UnsafeMutablePointer<addrinfo>? = addresses
+        while let info = entry {
+            entry = info.pointee.ai_next
+            let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else {
+                lastError = Failure("cannot listen on \(host):\(port): socket()")
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, Glibc.listen(fd, backlog) == 0 else {
+                lastError = Failure("cannot listen on \(host):\(port)")
+                close(fd)
+                continue
+            }
+            return (fd, localPort(fd) ?? port)
+        }
+        throw lastError
+    }
+
+    /// A socket connected to `host:port`, or why not; gives up after
+    /// `timeout` per address. Blocks: call off the event loops.
+    static func connect(host: String, port: Int, timeout: Duration) throws(Failure) -> Int32 {
+        let addresses = try resolve(host: host, port: port, passive: false)
+        defer { freeaddrinfo(addresses) }
+        var lastError = Failure(message: "cannot connect to \(host):\(port): no address")
+        var entry: UnsafeMutablePointer<addrinfo>? = addresses
+        while let info = entry {
+            entry = info.pointee.ai_next
+            let fd = socket(
+                info.pointee.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else {
+                lastError = Failure("cannot connect to \(host):\(port): socket()")
+                continue
+            }
+            let started = Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
+            let failure = started == 0 ? nil : errno == EINPROGRESS ? waitForConnection(fd, timeout: timeout) : errno
+            if let failure {
+                lastError = Failure("cannot connect to \(host):\(port)", errno: failure)
+                close(fd)
+                continue
+            }
+            setNoDelay(fd)
+            return fd
+        }
+        throw lastError
+    }
+
+    /// Waits for a non-blocking connect; returns the errno it failed with, or nil once connected.
+    private static func waitForConnection(_ fd: Int32, timeout: Duration) -> Int32? {
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let (seconds, attoseconds) = timeout.components
+        let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        let ready = poll(&poller, 1, max(1, milliseconds))
+        if ready == 0 { return ETIMEDOUT }
+        if ready < 0 { return errno }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else { return errno }
+        return error == 0 ? nil : error
+    }
+
+    static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    private static func localPort(_ fd: Int32) -> Int? {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        switch Int32(address.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                }
+            }
+        default:
+            return nil
+        }
+    }
+
+    private static func resolve(host: String, port: Int, passive: Bool) throws(Failure) -> UnsafeMutablePointer<
+        addrinfo
+    > {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &result)
+        guard status == 0, let result else {
+            throw Failure(message: "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+        }
+        return result
+    }
+}
+
+/// Accepts clients on a listening socket, on a thread of its own, and hands each connected socket on.
+final class Acceptor: Sendable {
+    private let listener: Int32
+    private let wake: Int32
+    private let stopped = NIOLockedValueBox(false)
+    private let finished = ConditionLock(value: false)
+
+    /// Starts accepting on `listener` (which the acceptor then owns); `accepted` gets each new socket
+    /// (non-blocking, TCP_NODELAY set) and owns it.
+    init(listener: Int32, accepted: @escaping @Sendable (Int32) -> Void) {
+        self.listener = listener
+        self.wake = eventfd(0, Int32(EFD_CLOEXEC))
+        let thread = Thread(acceptor: self, accepted: accepted)
+        thread.start()
+    }
+
+    /// Stops accepting and closes the listening socket; returns once the thread is done.
+    func stop() {
+        guard !stopped.withLockedValue({ old in defer { old = true }; return old }) else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(wake, &one, 8)
+        finished.lock(whenValue: true)
+        finished.unlock()
+        close(listener)
+        close(wake)
+    }
+
+    private final class Thread: @unchecked Sendable {
+        let acceptor: Acceptor
+        let accepted: @Sendable (Int32) -> Void
+        init(acceptor: Acceptor, accepted: @escaping @Sendable (Int32) -> Void) {
+            self.acceptor = acceptor
+            self.accepted = accepted
+        }
+
+        func start() {
+            var thread = pthread_t()
+            let box = Unmanaged.passRetained(self).toOpaque()
+            pthread_create(
+                &thread, nil,
+                { raw in
+                    let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
+                    me.run()
+                    return nil
+                }, box)
+            pthread_detach(thread)
+        }
+
+        func run() {
+            var polls = [
+                pollfd(fd: acceptor.listener, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: acceptor.wake, events: Int16(POLLIN), revents: 0),
+            ]
+            while true {
+                if poll(&polls, 2, -1) < 0 && errno != EINTR { break }
+                if polls[1].revents != 0 { break }
+                while true {
+                    let fd = switchyard_accept(acceptor.listener)
+                    if fd < 0 {
+                        if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                            usleep(10_000)  // out of descriptors: wait for sessions to end rather than spin
+                        }
+                        break
+                    }
+                    Sockets.setNoDelay(fd)
+                    accepted(fd)
+                }
+            }
+            acceptor.finished.lock()
+            acceptor.finished.unlock(withValue: true)
+        }
+    }
+}
