@@ -1,0 +1,220 @@
+import Logging
+import Metrics
+import MySQLWire
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+import Topology
+
+@testable import SQLProxy
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `FastRelay` on real sockets (socket pairs, plaintext hops): what it relays, and when and how it gives a
+/// session back to `ClientSession`.
+@Suite("Fast relay")
+struct FastRelayTests {
+    /// A relayed session over two socket pairs: the test plays the client and the server on the far ends.
+    final class Harness: Sendable {
+        let relay = FastRelay(threads: 1, logger: Logger(label: "test"))
+        let state = ProxyState()
+        let server = ServerIdentity(name: "s1", host: "127.0.0.1", port: 3306)
+        /// The test's ends: the client's and the server's.
+        let client: Int32
+        let backend: Int32
+        let session: RelayedSession
+        private let returnedSession = ConditionLock(value: 0)
+
+        init(capabilities: CapabilityFlags = [.protocol41, .deprecateEOF]) {
+            var clientPair: [Int32] = [0, 0]
+            var backendPair: [Int32] = [0, 0]
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &clientPair)
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &backendPair)
+            for fd in [clientPair[0], backendPair[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+            client = clientPair[1]
+            backend = backendPair[1]
+            state.setPrimary(server)
+            let returned = returnedSession
+            session = RelayedSession(
+                client: .init(descriptor: clientPair[0], records: nil),
+                backend: .init(descriptor: backendPair[0], records: nil), relay: CommandRelay(), connectionID: 7,
+                capabilities: capabilities, server: server, state: state,
+                metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), largestPacket: 1 << 20,
+                returned: { _ in
+                    returned.lock()
+                    returned.unlock(withValue: 1)
+                })
+            relay.adopt(session)
+        }
+
+        /// Waits until the relay gives the session back; false after 10 s.
+        func waitForReturn() -> Bool {
+            guard returnedSession.lock(whenValue: 1, timeoutSeconds: 10) else { return false }
+            returnedSession.unlock()
+            return true
+        }
+
+        var isReturned: Bool { returnedSession.value == 1 }
+
+        func finish() {
+            relay.stop()
+            for fd in [client, backend, session.client.descriptor, session.backend.descriptor] { close(fd) }
+        }
+    }
+
+    static func packet(_ sequenceID: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        [UInt8(payload.count & 0xFF), UInt8(payload.count >> 8 & 0xFF), UInt8(payload.count >> 16), sequenceID]
+            + payload
+    }
+
+    static func query(_ sql: String) -> [UInt8] { packet(0, [Command.query.rawValue] + Array(sql.utf8)) }
+    static let ok = packet(1, [0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00])
+
+    static func send(_ bytes: [UInt8], to fd: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            precondition(written > 0, "write failed: \(errno)")
+            offset += written
+        }
+    }
+
+    /// Reads exactly `count` bytes, or what came within 10 s.
+    static func receive(_ count: Int, from fd: Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while bytes.count < count {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 10_000) == 1 else { break }
+            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, count - bytes.count)) }
+            guard got > 0 else { break }
+            bytes += buffer[0..<got]
+        }
+        return bytes
+    }
+
+    @Test("A query goes to the server and its answer to the client, byte for byte; the session stays relayed")
+    func relaysQueryAndAnswer() {
+        let harness = Harness()
+        defer { harness.finish() }
+        for sql in ["SELECT 1", "SET @a = 1", "BEGIN"] {
+            Self.send(Self.query(sql), to: harness.client)
+            #expect(Self.receive(Self.query(sql).count, from: harness.backend) == Self.query(sql))
+            Self.send(Self.ok, to: harness.backend)
+            #expect(Self.receive(Self.ok.count, from: harness.client) == Self.ok)
+        }
+        #expect(!harness.isReturned)
+    }
+
+    @Test("Commands the relay leaves to the session come back unread, with what came before them relayed", arguments: [
+        Self.packet(0, [Command.quit.rawValue]),
+        Self.packet(0, [Command.changeUser.rawValue, 0x61, 0x00]),
+        Self.packet(0, [Command.processKill.rawValue, 1, 0, 0, 0]),
+        Self.query("KILL 12"),
+        Self.packet(3, [Command.query.rawValue, 0x31]),  // out of order
+        Self.packet(0, [0x7E]),  // no such command
+    ])
+    func givesBackCommands(_ command: [UInt8]) {
+        let harness = Harness()
+        defer { harness.finish() }
+        Self.send(Self.query("SELECT 1") + command, to: harness.client)
+        #expect(Self.receive(Self.query("SELECT 1").count, from: harness.backend) == Self.query("SELECT 1"))
+        #expect(harness.waitForReturn())
+        var left = harness.session.clientBytes
+        #expect(left.readBytes(length: left.readableBytes) == command)
+        // The query is still waiting for its answer, which the session now follows.
+        #expect(harness.session.relay.pending.count == 1)
+    }
+
+    @Test("After the primary moves, the next command goes back to the session (which moves it) unsent")
+    func givesBackWhenPrimaryMoved() {
+        let harness = Harness()
+        defer { harness.finish() }
+        harness.state.setPrimary(ServerIdentity(name: "s2", host: "127.0.0.1", port: 3307))
+        Self.send(Self.query("SELECT 1"), to: harness.client)
+        #expect(harness.waitForReturn())
+        #expect(harness.session.clientBytes.readableBytes == Self.query("SELECT 1").count)
+        #expect(harness.session.relay.pending.isEmpty)
+    }
+
+    @Test("A server packet nobody asked for, and a LOCAL INFILE request, go back to the session unread")
+    func givesBackUnusualAnswers() {
+        for (asked, answer) in [(false, Self.ok), (true, Self.packet(1, [0xFB] + Array("/tmp/x".utf8)))] {
+            let harness = Harness()
+            defer { harness.finish() }
+            if asked {
+                Self.send(Self.query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t"), to: harness.client)
+                _ = Self.receive(Self.query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t").count, from: harness.backend)
+            }
+            Self.send(answer, to: harness.backend)
+            #expect(harness.waitForReturn())
+            var left = harness.session.backendBytes
+            #expect(left.readBytes(length: left.readableBytes) == answer)
+            #expect(!harness.session.relay.sendingLocalFile)
+        }
+    }
+
+    @Test("EOF from the client gives the session back")
+    func givesBackAtEOF() {
+        let harness = Harness()
+        defer { harness.finish() }
+        shutdown(harness.client, Int32(SHUT_WR))
+        #expect(harness.waitForReturn())
+    }
+
+    @Test("A large answer to a client that does not read waits at the server (flat memory), then arrives whole")
+    func backpressure() {
+        let harness = Harness(capabilities: [.protocol41])
+        defer { harness.finish() }
+        Self.send(Self.query("SELECT repeat('x', 1000) FROM seq_1_to_10000"), to: harness.client)
+        _ = Self.receive(Self.query("SELECT repeat('x', 1000) FROM seq_1_to_10000").count, from: harness.backend)
+        // A result set: one column, its definition, EOF, 10,000 rows of 1,000 bytes, EOF.
+        var answer = Self.packet(1, [1]) + Self.packet(2, Array(repeating: 0x41, count: 40))
+        answer += Self.packet(3, [0xFE, 0, 0, 0x02, 0])
+        var sequence: UInt8 = 4
+        for _ in 0..<10_000 {
+            answer += Self.packet(sequence, [0xFC, 0xE8, 0x03] + Array(repeating: 0x78, count: 1000))
+            sequence &+= 1
+        }
+        answer += Self.packet(sequence, [0xFE, 0, 0, 0x02, 0])
+        _ = fcntl(harness.backend, F_SETFL, fcntl(harness.backend, F_GETFL) | O_NONBLOCK)
+        var offset = 0
+        var stalled = false
+        // The server writes while the client reads nothing: the relay must stop reading the server, so
+        // the server's socket fills up (stays unwritable) long before the whole answer is written.
+        while offset < answer.count && !stalled {
+            let written = answer[offset...].withUnsafeBytes { write(harness.backend, $0.baseAddress, $0.count) }
+            if written > 0 {
+                offset += written
+                continue
+            }
+            var poller = pollfd(fd: harness.backend, events: Int16(POLLOUT), revents: 0)
+            stalled = poll(&poller, 1, 500) == 0
+        }
+        #expect(stalled && offset < answer.count / 2, "the relay kept reading the server: \(offset) bytes taken")
+        // Now the client reads everything while the rest is written.
+        let reader = Task.detached { Self.receive(answer.count, from: harness.client) }
+        _ = fcntl(harness.backend, F_SETFL, fcntl(harness.backend, F_GETFL) & ~O_NONBLOCK)
+        Self.send(Array(answer[offset...]), to: harness.backend)
+        let received = waitForTask(reader)
+        #expect(received.count == answer.count && received == answer)
+        #expect(!harness.isReturned)
+    }
+}
+
+/// The value of a detached task from synchronous test code.
+private func waitForTask<T: Sendable>(_ task: Task<T, Never>) -> T {
+    let box = NIOLockedValueBox<T?>(nil)
+    let done = ConditionLock(value: 0)
+    Task {
+        let value = await task.value
+        box.withLockedValue { $0 = value }
+        done.lock()
+        done.unlock(withValue: 1)
+    }
+    done.lock(whenValue: 1)
+    done.unlock()
+    return box.withLockedValue { $0! }
+}
