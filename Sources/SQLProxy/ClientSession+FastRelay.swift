@@ -90,6 +90,7 @@ extension ClientSession {
             returned: { session in loop.execute { bound.value.fastRelayReturned(session) } })
         relay = CommandRelay()
         fast.relayed = session
+        environment.metrics.fastRelay(handedOver: true)
         fastRelay.adopt(session)
     }
 
@@ -97,6 +98,7 @@ extension ClientSession {
     func fastRelayReturned(_ session: RelayedSession) {
         guard fast.relayed === session else { return }
         fast.relayed = nil
+        environment.metrics.fastRelay(handedOver: false)
         for descriptor in fast.descriptorsToClose { Glibc.close(descriptor) }
         fast.descriptorsToClose = []
         logger.trace("fast relay returned the session", metadata: ["reason": "\(session.reason)"])
@@ -122,8 +124,9 @@ extension ClientSession {
         self.backend?.channel.flush()
     }
 
-    private func resume(_ hop: RelayedSession.Hop, pipeline: ChannelPipeline.SynchronousOperations, channel: any Channel)
-    {
+    private func resume(
+        _ hop: RelayedSession.Hop, pipeline: ChannelPipeline.SynchronousOperations, channel: any Channel
+    ) {
         if let records = hop.records {
             (try? pipeline.handler(type: TLSRecordHandler.self))?.resume(records, unsent: hop.unsent)
         } else if hop.unsent.readableBytes > 0 {

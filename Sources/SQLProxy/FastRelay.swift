@@ -1,11 +1,10 @@
+import CLinuxEvents
 import Logging
 import MySQLWire
 import NIOConcurrencyHelpers
 import NIOCore
 import TLSRecordLayer
 import Topology
-
-import CLinuxEvents
 
 #if canImport(Glibc)
     import Glibc
@@ -200,8 +199,10 @@ private final class Worker: @unchecked Sendable {
                     continue
                 }
                 let bits = UInt(event.data.u64)
-                let session = Unmanaged<RelayedSession>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~Self.backendBit)!)
-                    .takeUnretainedValue()
+                let session = Unmanaged<RelayedSession>.fromOpaque(
+                    UnsafeRawPointer(bitPattern: bits & ~Self.backendBit)!
+                )
+                .takeUnretainedValue()
                 guard !session.done else { continue }
                 handle(session, backendSide: bits & Self.backendBit != 0, events: event.events)
             }

@@ -22,6 +22,9 @@ public final class ProxyMetrics: Sendable {
         /// and sessions ended because they could not move.
         public var sessionsMoved: Int
         public var sessionsNotMoved: Int
+        /// Times a logged-in session was handed to the fast relay, and given back to SwiftNIO.
+        public var fastRelayHandovers: Int
+        public var fastRelayReturns: Int
     }
 
     private let factory: any MetricsFactory
@@ -50,6 +53,8 @@ public final class ProxyMetrics: Sendable {
     private let tlsFastPathUnavailable = Atomic<Int>(0)
     private let sessionsMoved = Atomic<Int>(0)
     private let sessionsNotMoved = Atomic<Int>(0)
+    private let fastRelayHandovers = Atomic<Int>(0)
+    private let fastRelayReturns = Atomic<Int>(0)
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -133,7 +138,9 @@ public final class ProxyMetrics: Sendable {
             tlsFastPathHops: tlsFastPathHops.load(ordering: .relaxed),
             tlsFastPathUnavailable: tlsFastPathUnavailable.load(ordering: .relaxed),
             sessionsMoved: sessionsMoved.load(ordering: .relaxed),
-            sessionsNotMoved: sessionsNotMoved.load(ordering: .relaxed))
+            sessionsNotMoved: sessionsNotMoved.load(ordering: .relaxed),
+            fastRelayHandovers: fastRelayHandovers.load(ordering: .relaxed),
+            fastRelayReturns: fastRelayReturns.load(ordering: .relaxed))
     }
 
     /// A session whose server connection went away between statements: moved to a new one, or ended.
@@ -144,6 +151,16 @@ public final class ProxyMetrics: Sendable {
             sessionsNotMoved.add(1, ordering: .relaxed)
         }
         counter("switchyard_proxy_session_moves_total", ("result", moved ? "moved" : "ended")).increment()
+    }
+
+    /// A session handed to the fast relay, or given back to SwiftNIO.
+    func fastRelay(handedOver: Bool) {
+        if handedOver {
+            fastRelayHandovers.add(1, ordering: .relaxed)
+        } else {
+            fastRelayReturns.add(1, ordering: .relaxed)
+        }
+        counter("switchyard_proxy_fast_relay_total", ("event", handedOver ? "handed_over" : "returned")).increment()
     }
 
     /// A TLS hop after login: switched to the fast path, or kept on NIOSSL.

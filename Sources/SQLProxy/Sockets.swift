@@ -1,6 +1,5 @@
-import NIOConcurrencyHelpers
-
 import CLinuxEvents
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
     import Glibc
@@ -149,7 +148,11 @@ final class Acceptor: Sendable {
 
     /// Stops accepting and closes the listening socket; returns once the thread is done.
     func stop() {
-        guard !stopped.withLockedValue({ old in defer { old = true }; return old }) else { return }
+        guard
+            !stopped.withLockedValue({ old in
+                defer { old = true }; return old
+            })
+        else { return }
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
         finished.lock(whenValue: true)

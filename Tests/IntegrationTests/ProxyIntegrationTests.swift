@@ -175,6 +175,8 @@ extension IntegrationTests {
                 // Every session's two TLS hops (TLS 1.3 and 1.2) moved to the fast path after login.
                 #expect(metrics.tlsFastPathUnavailable == 0)
                 #expect(metrics.tlsFastPathHops == 2 * metrics.connectionsTotal, "\(metrics)")
+                // Logged-in sessions are carried by the fast relay (and given back for what it leaves to NIO).
+                #expect(metrics.fastRelayHandovers >= metrics.connectionsTotal - 1, "\(metrics)")
             }
         }
     }
@@ -282,6 +284,11 @@ extension IntegrationTests {
                         #expect(result.status == 0, "\(check), compress=\(compress): \(result.stdout)\(result.stderr)")
                     }
                 }
+                // Every uncompressed session was carried by the fast relay once logged in, and given back to
+                // SwiftNIO for what the relay leaves to it (change of user, KILL, LOCAL INFILE, COM_QUIT).
+                let metrics = try #require(proxy.controller.proxy?.metrics.totals())
+                #expect(metrics.fastRelayHandovers >= checks.count, "\(metrics)")
+                #expect(metrics.fastRelayReturns >= checks.count, "\(metrics)")
             }
         }
     }

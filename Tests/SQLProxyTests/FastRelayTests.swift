@@ -108,14 +108,16 @@ struct FastRelayTests {
         #expect(!harness.isReturned)
     }
 
-    @Test("Commands the relay leaves to the session come back unread, with what came before them relayed", arguments: [
-        Self.packet(0, [Command.quit.rawValue]),
-        Self.packet(0, [Command.changeUser.rawValue, 0x61, 0x00]),
-        Self.packet(0, [Command.processKill.rawValue, 1, 0, 0, 0]),
-        Self.query("KILL 12"),
-        Self.packet(3, [Command.query.rawValue, 0x31]),  // out of order
-        Self.packet(0, [0x7E]),  // no such command
-    ])
+    @Test(
+        "Commands the relay leaves to the session come back unread, with what came before them relayed",
+        arguments: [
+            Self.packet(0, [Command.quit.rawValue]),
+            Self.packet(0, [Command.changeUser.rawValue, 0x61, 0x00]),
+            Self.packet(0, [Command.processKill.rawValue, 1, 0, 0, 0]),
+            Self.query("KILL 12"),
+            Self.packet(3, [Command.query.rawValue, 0x31]),  // out of order
+            Self.packet(0, [0x7E]),  // no such command
+        ])
     func givesBackCommands(_ command: [UInt8]) {
         let harness = Harness()
         defer { harness.finish() }
@@ -146,7 +148,8 @@ struct FastRelayTests {
             defer { harness.finish() }
             if asked {
                 Self.send(Self.query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t"), to: harness.client)
-                _ = Self.receive(Self.query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t").count, from: harness.backend)
+                _ = Self.receive(
+                    Self.query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t").count, from: harness.backend)
             }
             Self.send(answer, to: harness.backend)
             #expect(harness.waitForReturn())
