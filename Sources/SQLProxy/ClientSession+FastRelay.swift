@@ -117,6 +117,10 @@ extension ClientSession {
         resume(session.backend, pipeline: backend.channel.pipeline.syncOperations, channel: backend.channel)
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         try? backend.channel.syncOptions?.setOption(.autoRead, value: true)
+        // Both connections are NIO's again: records that came meanwhile can be read.
+        for pipeline in [backend.channel.pipeline.syncOperations, context.pipeline.syncOperations] {
+            (try? pipeline.handler(type: TLSRecordHandler.self))?.readHeldRecords()
+        }
         runAfterReturn()
         if heldBackend != nil, self.backend != nil { backendRead(ByteBuffer()) }
         if inbound.readableBytes > 0 { readInbound(context: context) }

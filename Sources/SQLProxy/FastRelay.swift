@@ -356,18 +356,19 @@ private final class Worker: @unchecked Sendable {
 
     private func clientReadable(_ session: RelayedSession) {
         guard receive(session, from: session.client.descriptor, side: "client") else { return }
-        session.metrics.bytes(fromClient: received.readableBytes)
         plaintext.clear()
         if session.clientBytes.readableBytes > 0 {
             plaintext.writeBuffer(&session.clientBytes)
             session.clientBytes = ByteBuffer()
         }
+        let held = plaintext.readableBytes
         var recordsDone = true
         if session.client.records != nil {
             recordsDone = open(&session.client.records!)
         } else {
             plaintext.writeBuffer(&received)
         }
+        session.metrics.bytes(fromClient: plaintext.readableBytes - held)
         let packetsDone = relayCommands(session)
         if plaintext.readableBytes > 0 { session.clientBytes = Self.copy(plaintext) }
         guard send(session, toBackend: true), recordsDone, packetsDone else {

@@ -80,6 +80,7 @@ public final class ProxyService: Service, Sendable {
     }
 
     public func run() async throws {
+        raiseDescriptorLimit()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         // The relay needs the sockets' TLS records in the fast path's hands (or no TLS at all).
         let fastRelay =
@@ -142,6 +143,20 @@ public final class ProxyService: Service, Sendable {
         // Sessions the relay carries go back to their event loops, which then close them.
         fastRelay?.stop()
         try? await group.shutdownGracefully()
+    }
+
+    /// Each session holds up to four socket descriptors (its client and server sockets, and the fast
+    /// relay's duplicates): the soft limit goes up to the hard one, as a 1,024 default would cap the
+    /// proxy at a few hundred sessions.
+    private func raiseDescriptorLimit() {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &limit) == 0 {
+            logger.info("raised the open-file limit", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+        }
     }
 
     private func followPrimary() async {

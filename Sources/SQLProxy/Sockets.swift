@@ -98,21 +98,9 @@ enum Sockets {
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
         }
-        guard ok else { return nil }
-        switch Int32(address.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
-            }
-        case AF_INET6:
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
-                }
-            }
-        default:
-            return nil
-        }
+        guard ok, Int32(address.ss_family) == AF_INET || Int32(address.ss_family) == AF_INET6 else { return nil }
+        // sin_port and sin6_port alike: bytes 2 and 3, in network order.
+        return withUnsafeBytes(of: &address) { Int($0[2]) << 8 | Int($0[3]) }
     }
 
     private static func resolve(host: String, port: Int, passive: Bool) throws(Failure) -> UnsafeMutablePointer<

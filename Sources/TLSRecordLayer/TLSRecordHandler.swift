@@ -75,7 +75,8 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Takes the record layer back: `unsent` (records the other driver sealed but could not write yet) goes
-    /// out first, then records that arrived meanwhile are read.
+    /// out first. The records that arrived meanwhile are read by `readHeldRecords()` (so that a session can
+    /// resume all its connections before any of them passes bytes on).
     public func resume(_ state: Suspended, unsent: ByteBuffer) {
         guard suspended, let context else { return }
         suspended = false
@@ -84,7 +85,13 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
         if unsent.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(unsent), promise: nil) }
         var records = state.partial
         if var late = late.take() { records.writeBuffer(&late) }
-        if records.readableBytes > 0 { channelRead(context: context, data: NIOAny(records)) }
+        late = records
+    }
+
+    /// After `resume`: reads the records that arrived while suspended.
+    public func readHeldRecords() {
+        guard !suspended, let context, let records = late.take(), records.readableBytes > 0 else { return }
+        channelRead(context: context, data: NIOAny(records))
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
