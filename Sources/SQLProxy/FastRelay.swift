@@ -309,11 +309,11 @@ private final class Worker: @unchecked Sendable {
         var input: ByteBuffer
         if records.partial.readableBytes > 0 {
             input = records.partial
+            records.partial = ByteBuffer()
             input.writeBuffer(&received)
         } else {
             input = received
         }
-        records.partial = ByteBuffer()
         var handOver = false
         while input.readableBytes >= 5 {
             let start = input.readerIndex
@@ -355,19 +355,7 @@ private final class Worker: @unchecked Sendable {
     // MARK: client to server
 
     private func clientReadable(_ session: RelayedSession) {
-        guard receive(session, from: session.client.descriptor, side: "client") else { return }
-        plaintext.clear()
-        if session.clientBytes.readableBytes > 0 {
-            plaintext.writeBuffer(&session.clientBytes)
-            session.clientBytes = ByteBuffer()
-        }
-        let held = plaintext.readableBytes
-        var recordsDone = true
-        if session.client.records != nil {
-            recordsDone = open(&session.client.records!)
-        } else {
-            plaintext.writeBuffer(&received)
-        }
+        guard let (held, recordsDone) = receivePlaintext(session, backendSide: false) else { return }
         session.metrics.bytes(fromClient: plaintext.readableBytes - held)
         let packetsDone = relayCommands(session)
         if plaintext.readableBytes > 0 { session.clientBytes = Self.copy(plaintext) }
@@ -375,6 +363,28 @@ private final class Worker: @unchecked Sendable {
             if !session.done { handBack(session, "a command or record for the session") }
             return
         }
+    }
+
+    /// Reads a hop's socket and puts its plaintext in `plaintext`, after the bytes the hop held back; returns
+    /// how many of those there were, and false when a record must go to the session. Nil when there was
+    /// nothing to read, or at EOF or an error (after handing the session back).
+    private func receivePlaintext(_ session: RelayedSession, backendSide: Bool) -> (held: Int, recordsDone: Bool)? {
+        let descriptor = backendSide ? session.backend.descriptor : session.client.descriptor
+        guard receive(session, from: descriptor, side: backendSide ? "server" : "client") else { return nil }
+        plaintext.clear()
+        // (Reset only when used: an empty ByteBuffer costs an allocation.)
+        if backendSide, session.backendBytes.readableBytes > 0 {
+            plaintext.writeBuffer(&session.backendBytes)
+            session.backendBytes = ByteBuffer()
+        } else if !backendSide, session.clientBytes.readableBytes > 0 {
+            plaintext.writeBuffer(&session.clientBytes)
+            session.clientBytes = ByteBuffer()
+        }
+        let held = plaintext.readableBytes
+        if backendSide, session.backend.records != nil { return (held, open(&session.backend.records!)) }
+        if !backendSide, session.client.records != nil { return (held, open(&session.client.records!)) }
+        plaintext.writeBuffer(&received)
+        return (held, true)
     }
 
     /// Relays the whole packets in `plaintext` to `outgoing` while they are commands the relay carries;
@@ -416,18 +426,7 @@ private final class Worker: @unchecked Sendable {
     // MARK: server to client
 
     private func backendReadable(_ session: RelayedSession) {
-        guard receive(session, from: session.backend.descriptor, side: "server") else { return }
-        plaintext.clear()
-        if session.backendBytes.readableBytes > 0 {
-            plaintext.writeBuffer(&session.backendBytes)
-            session.backendBytes = ByteBuffer()
-        }
-        var recordsDone = true
-        if session.backend.records != nil {
-            recordsDone = open(&session.backend.records!)
-        } else {
-            plaintext.writeBuffer(&received)
-        }
+        guard let (_, recordsDone) = receivePlaintext(session, backendSide: true) else { return }
         let scan = session.relay.scanAnswers(plaintext, metrics: session.metrics, handOverUnusual: true)
         for (index, clientID) in scan.statementIDs {
             plaintext.setInteger(clientID, at: index, endianness: .little)

@@ -19,37 +19,34 @@ enum Sockets {
 
     /// A listening socket on `host:port` (port 0: any free port); returns it and the port it got.
     static func listen(host: String, port: Int, backlog: Int32) throws(Failure) -> (descriptor: Int32, port: Int) {
-        let addresses = try resolve(host: host, port: port, passive: true)
-        defer { freeaddrinfo(addresses) }
-        var lastError = Failure(message: "cannot listen on \(host):\(port): no address")
-        var entry: UnsafeMutablePointer<addrinfo>? = addresses
-        while let info = entry {
-            entry = info.pointee.ai_next
-            let fd = socket(
-                info.pointee.ai_family,
-                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            guard fd >= 0 else {
-                lastError = Failure("cannot listen on \(host):\(port): socket()")
-                continue
-            }
+        let fd = try firstSocket(host: host, port: port, passive: true, "cannot listen on") { fd, info in
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, Glibc.listen(fd, backlog) == 0 else {
-                lastError = Failure("cannot listen on \(host):\(port)")
-                close(fd)
-                continue
-            }
-            return (fd, localPort(fd) ?? port)
+            guard bind(fd, info.ai_addr, info.ai_addrlen) == 0, Glibc.listen(fd, backlog) == 0 else { return errno }
+            return nil
         }
-        throw lastError
+        return (fd, localPort(fd) ?? port)
     }
 
-    /// A socket connected to `host:port`, or why not; gives up after
-    /// `timeout` per address. Blocks: call off the event loops.
+    /// A socket connected to `host:port`, or why not; gives up after `timeout` per address. Blocks: call off
+    /// the event loops.
     static func connect(host: String, port: Int, timeout: Duration) throws(Failure) -> Int32 {
-        let addresses = try resolve(host: host, port: port, passive: false)
+        let fd = try firstSocket(host: host, port: port, passive: false, "cannot connect to") { fd, info in
+            guard Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 else { return nil }
+            return errno == EINPROGRESS ? waitForConnection(fd, timeout: timeout) : errno
+        }
+        setNoDelay(fd)
+        return fd
+    }
+
+    /// A non-blocking socket for the first of `host:port`'s addresses that `prepare` succeeds with (it returns
+    /// nil, or the errno it failed with).
+    private static func firstSocket(
+        host: String, port: Int, passive: Bool, _ what: String, _ prepare: (Int32, addrinfo) -> Int32?
+    ) throws(Failure) -> Int32 {
+        let addresses = try resolve(host: host, port: port, passive: passive)
         defer { freeaddrinfo(addresses) }
-        var lastError = Failure(message: "cannot connect to \(host):\(port): no address")
+        var lastError = Failure(message: "\(what) \(host):\(port): no address")
         var entry: UnsafeMutablePointer<addrinfo>? = addresses
         while let info = entry {
             entry = info.pointee.ai_next
@@ -57,17 +54,14 @@ enum Sockets {
                 info.pointee.ai_family,
                 Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else {
-                lastError = Failure("cannot connect to \(host):\(port): socket()")
+                lastError = Failure("\(what) \(host):\(port): socket()")
                 continue
             }
-            let started = Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
-            let failure = started == 0 ? nil : errno == EINPROGRESS ? waitForConnection(fd, timeout: timeout) : errno
-            if let failure {
-                lastError = Failure("cannot connect to \(host):\(port)", errno: failure)
+            if let failure = prepare(fd, info.pointee) {
+                lastError = Failure("\(what) \(host):\(port)", errno: failure)
                 close(fd)
                 continue
             }
-            setNoDelay(fd)
             return fd
         }
         throw lastError

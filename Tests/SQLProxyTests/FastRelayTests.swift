@@ -130,6 +130,18 @@ struct FastRelayTests {
         #expect(harness.session.relay.pending.count == 1)
     }
 
+    @Test("CONNECTION_ID() reaches the server as the proxy's id, as through SwiftNIO")
+    func rewritesConnectionID() {
+        let harness = Harness()
+        defer { harness.finish() }
+        Self.send(Self.query("SELECT CONNECTION_ID()"), to: harness.client)
+        let expected = Self.query("SELECT 7 AS `CONNECTION_ID()`")
+        #expect(Self.receive(expected.count, from: harness.backend) == expected)
+        Self.send(Self.ok, to: harness.backend)
+        #expect(Self.receive(Self.ok.count, from: harness.client) == Self.ok)
+        #expect(!harness.isReturned)
+    }
+
     @Test("After the primary moves, the next command goes back to the session (which moves it) unsent")
     func givesBackWhenPrimaryMoved() {
         let harness = Harness()
@@ -156,6 +168,16 @@ struct FastRelayTests {
             var left = harness.session.backendBytes
             #expect(left.readBytes(length: left.readableBytes) == answer)
             #expect(!harness.session.relay.sendingLocalFile)
+            // Nothing of the packet was noted: the session reads it as if the relay had never seen it.
+            let metrics = ProxyMetrics(factory: NOOPMetricsHandler.instance)
+            let scan = harness.session.relay.scanAnswers(
+                harness.session.backendBytes, metrics: metrics, handOverUnusual: false)
+            if asked {
+                #expect(scan.stop == nil && harness.session.relay.sendingLocalFile)
+            } else if case .broken(start: 0, errorSequenceID: nil, _)? = scan.stop {
+            } else {
+                Issue.record("an unasked packet is not reported as broken: \(String(describing: scan.stop))")
+            }
         }
     }
 
