@@ -327,7 +327,6 @@ private final class Worker: @unchecked Sendable {
             }
             guard input.readableBytes >= 5 + length else { break }
             let mark = plaintext.writerIndex
-            let reader = records.reader
             let content: UInt8? = input.withUnsafeReadableBytes { bytes in
                 try? records.reader.open(
                     outerType: type, body: UnsafeRawBufferPointer(rebasing: bytes[5..<(5 + length)]), into: &plaintext)
@@ -336,7 +335,7 @@ private final class Worker: @unchecked Sendable {
                 // Not application data inside (TLS 1.3 hides the type), or it fails to open: the session's
                 // record handler deals with it from the record's start (its reader has not moved past it).
                 plaintext.moveWriterIndex(to: mark)
-                records.reader = reader
+                if content != nil { records.reader.unopenLast() }
                 handOver = true
                 break
             }

@@ -124,6 +124,10 @@ public struct TLSRecordProtection {
     /// The largest record body a peer may send (RFC 8446 §5.2; RFC 5246 §6.2.3).
     public var maxCiphertext: Int { version == .tls13 ? Self.maxPlaintext + 256 : Self.maxPlaintext + 2048 }
 
+    /// Takes back the last `open`, whose record another reader will open again (after it handed that reader
+    /// its state).
+    public mutating func unopenLast() { sequence &-= 1 }
+
     /// TLS 1.3 KeyUpdate: moves to the next traffic secret, sequence numbers starting over.
     public mutating func updateKeys() throws(TLSRecordError) {
         keys = TLSKeySchedule.tls13NextKeys(after: keys, suite: suite)

@@ -7,6 +7,7 @@ import Testing
 import Topology
 
 @testable import SQLProxy
+@testable import TLSRecordLayer
 
 #if canImport(Glibc)
     import Glibc
@@ -27,7 +28,10 @@ struct FastRelayTests {
         let session: RelayedSession
         private let returnedSession = ConditionLock(value: 0)
 
-        init(capabilities: CapabilityFlags = [.protocol41, .deprecateEOF]) {
+        init(
+            capabilities: CapabilityFlags = [.protocol41, .deprecateEOF],
+            clientRecords: TLSRecordHandler.Suspended? = nil
+        ) {
             var clientPair: [Int32] = [0, 0]
             var backendPair: [Int32] = [0, 0]
             socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &clientPair)
@@ -38,7 +42,7 @@ struct FastRelayTests {
             state.setPrimary(server)
             let returned = returnedSession
             session = RelayedSession(
-                client: .init(descriptor: clientPair[0], records: nil),
+                client: .init(descriptor: clientPair[0], records: clientRecords),
                 backend: .init(descriptor: backendPair[0], records: nil), relay: CommandRelay(), connectionID: 7,
                 capabilities: capabilities, server: server, state: state,
                 metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), largestPacket: 1 << 20,
@@ -128,6 +132,54 @@ struct FastRelayTests {
         #expect(left.readBytes(length: left.readableBytes) == command)
         // The query is still waiting for its answer, which the session now follows.
         #expect(harness.session.relay.pending.count == 1)
+    }
+
+    @Test(
+        "TLS 1.3 on the client hop: records are opened and sealed; a KeyUpdate goes back unread with the reader before it"
+    )
+    func tlsClientHop() throws {
+        let suite = TLSCipherSuite.tls13(0x1301)!
+        let fromClient = TLSTrafficKeys(
+            key: Array(repeating: 1, count: 16), iv: Array(repeating: 2, count: 12), secret: [])
+        let toClient = TLSTrafficKeys(
+            key: Array(repeating: 3, count: 16), iv: Array(repeating: 4, count: 12), secret: [])
+        func protection(_ keys: TLSTrafficKeys, sealing: Bool) throws -> TLSRecordProtection {
+            try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: sealing)
+        }
+        let harness = Harness(
+            clientRecords: .init(
+                reader: try protection(fromClient, sealing: false), writer: try protection(toClient, sealing: true),
+                partial: ByteBuffer()))
+        defer { harness.finish() }
+        var clientWriter = try protection(fromClient, sealing: true)
+        var clientReader = try protection(toClient, sealing: false)
+        func seal(_ type: UInt8, _ bytes: [UInt8]) throws -> [UInt8] {
+            var record = ByteBuffer()
+            try clientWriter.seal(type: type, bytes, into: &record)
+            return Array(record.readableBytesView)
+        }
+
+        Self.send(try seal(TLSContentType.applicationData, Self.query("SELECT 1")), to: harness.client)
+        #expect(Self.receive(Self.query("SELECT 1").count, from: harness.backend) == Self.query("SELECT 1"))
+        Self.send(Self.ok, to: harness.backend)
+        let record = Self.receive(5 + Self.ok.count + 17, from: harness.client)
+        var answer = ByteBuffer()
+        let type = try Array(record.dropFirst(5)).withUnsafeBytes {
+            try clientReader.open(outerType: 23, body: $0, into: &answer)
+        }
+        #expect(type == TLSContentType.applicationData && Array(answer.readableBytesView) == Self.ok)
+
+        let keyUpdate = try seal(TLSContentType.handshake, [24, 0, 0, 1, 0])
+        Self.send(keyUpdate, to: harness.client)
+        #expect(harness.waitForReturn())
+        var records = try #require(harness.session.client.records)
+        #expect(Array(records.partial.readableBytesView) == keyUpdate)
+        // The session's record handler opens it next, with the reader as the relay left it.
+        var message = ByteBuffer()
+        let inner = try keyUpdate.dropFirst(5).withUnsafeBytes {
+            try records.reader.open(outerType: 23, body: $0, into: &message)
+        }
+        #expect(inner == TLSContentType.handshake && Array(message.readableBytesView) == [24, 0, 0, 1, 0])
     }
 
     @Test("CONNECTION_ID() reaches the server as the proxy's id, as through SwiftNIO")
