@@ -155,19 +155,24 @@ extension ClientSession {
         environment.fastRelay?.reclaim(relayed)
     }
 
-    /// Client plaintext NIO read while the relay carries the session (the connection is ending).
-    func keepLateClientBytes(_ buffer: ByteBuffer) {
+    /// Plaintext NIO read from the client or the server while the relay carries the session (which happens
+    /// only when a connection is ending): kept for after the relay's bytes, and the session asked back.
+    func keepLateBytes(_ buffer: ByteBuffer, fromBackend: Bool) {
         var buffer = buffer
-        if fast.lateClientBytes == nil { fast.lateClientBytes = ByteBuffer() }
-        fast.lateClientBytes!.writeBuffer(&buffer)
+        if fromBackend {
+            Self.append(&buffer, to: &fast.lateBackendBytes)
+        } else {
+            Self.append(&buffer, to: &fast.lateClientBytes)
+        }
         reclaimFromFastRelay()
     }
 
-    func keepLateBackendBytes(_ buffer: ByteBuffer) {
-        var buffer = buffer
-        if fast.lateBackendBytes == nil { fast.lateBackendBytes = ByteBuffer() }
-        fast.lateBackendBytes!.writeBuffer(&buffer)
-        reclaimFromFastRelay()
+    private static func append(_ bytes: inout ByteBuffer, to held: inout ByteBuffer?) {
+        if held == nil {
+            held = bytes
+        } else {
+            held!.writeBuffer(&bytes)
+        }
     }
 
     /// Closes a socket descriptor of the session's, or once the relay has stopped using it.

@@ -8,7 +8,7 @@ extension ClientSession {
     func backendRead(_ buffer: ByteBuffer) {
         guard let context else { return }
         if fast.relayed != nil {
-            keepLateBackendBytes(buffer)
+            keepLateBytes(buffer, fromBackend: true)
             return
         }
         var buffer = buffer

@@ -211,7 +211,7 @@ final class ClientSession: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         if fast.relayed != nil {
-            keepLateClientBytes(buffer)
+            keepLateBytes(buffer, fromBackend: false)
             return
         }
         environment.metrics.bytes(fromClient: buffer.readableBytes)
