@@ -145,17 +145,7 @@ private final class Worker: @unchecked Sendable {
         epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event)
     }
 
-    func start() {
-        var thread = pthread_t()
-        pthread_create(
-            &thread, nil,
-            { raw in
-                let worker = Unmanaged<Worker>.fromOpaque(raw!).takeRetainedValue()
-                worker.run()
-                return nil
-            }, Unmanaged.passRetained(self).toOpaque())
-        pthread_detach(thread)
-    }
+    func start() { startThread { self.run() } }
 
     func send(_ message: Message) {
         let queued = inbox.withLockedValue { inbox -> Bool in

@@ -151,18 +151,7 @@ final class Acceptor: Sendable {
             self.accepted = accepted
         }
 
-        func start() {
-            var thread = pthread_t()
-            let box = Unmanaged.passRetained(self).toOpaque()
-            pthread_create(
-                &thread, nil,
-                { raw in
-                    let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
-                    me.run()
-                    return nil
-                }, box)
-            pthread_detach(thread)
-        }
+        func start() { startThread { self.run() } }
 
         func run() {
             var polls = [
@@ -188,4 +177,21 @@ final class Acceptor: Sendable {
             acceptor.finished.unlock(withValue: true)
         }
     }
+}
+
+/// Runs `body` on a thread of its own (the proxy's acceptor and fast-relay loops block in poll and epoll,
+/// which must not hold a thread of the concurrency pool or an event loop).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, Unmanaged.passRetained(Box(body)).toOpaque())
+    pthread_detach(thread)
 }
