@@ -98,9 +98,11 @@ extension ClientSession {
             connected = connector(server, loop, initialize)
         } else {
             connected = Self.connect(
-                to: server, on: loop, timeout: environment.settings.backendConnectTimeout, initialize: initialize
+                to: server, on: loop, timeout: environment.settings.backendConnectTimeout,
+                duplicate: environment.fastRelay != nil, initialize: initialize
             ).map { channel, descriptor in
                 let session = bound.value
+                guard let descriptor else { return channel }
                 if session.backend?.channel === channel {
                     session.backend?.descriptor = descriptor
                     channel.closeFuture.whenComplete { _ in bound.value.releaseDescriptor(descriptor) }
@@ -261,19 +263,20 @@ extension ClientSession {
 
 extension ClientSession {
     /// Connects to `server` (off the event loop) and gives the socket to NIO on `loop`; succeeds with the
-    /// channel and a duplicate of its descriptor, which the caller owns.
+    /// channel and, with `duplicate` (for the fast relay), a duplicate of its descriptor, which the caller owns.
     static func connect(
-        to server: ServerIdentity, on loop: any EventLoop, timeout: Duration,
+        to server: ServerIdentity, on loop: any EventLoop, timeout: Duration, duplicate: Bool,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
-    ) -> EventLoopFuture<(any Channel, Int32)> {
-        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> (Int32, Int32) in
+    ) -> EventLoopFuture<(any Channel, Int32?)> {
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> (Int32, Int32?) in
             let socket = try Sockets.connect(host: server.host, port: server.port, timeout: timeout)
-            return (socket, dup(socket))
-        }.flatMap { socket, duplicate in
+            let copy = duplicate ? dup(socket) : -1
+            return (socket, copy >= 0 ? copy : nil)
+        }.flatMap { socket, copy in
             ClientBootstrap(group: loop).channelInitializer(initialize).withConnectedSocket(socket)
-                .map { ($0, duplicate) }
+                .map { ($0, copy) }
                 .flatMapErrorThrowing { error in
-                    Glibc.close(duplicate)
+                    if let copy { Glibc.close(copy) }
                     throw error
                 }
         }
