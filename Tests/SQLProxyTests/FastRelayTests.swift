@@ -134,17 +134,35 @@ struct FastRelayTests {
         #expect(harness.session.relay.pending.count == 1)
     }
 
+    /// A TLS version, cipher suite and a control record the relay must hand back (sealed as `controlType`).
+    struct TLSCase: Sendable, CustomStringConvertible {
+        var version: TLSRecordVersion
+        var suite: TLSCipherSuite
+        var ivLength: Int
+        var controlType: UInt8
+        var control: [UInt8]
+        var description: String { "\(version), control record type \(controlType)" }
+    }
+
     @Test(
-        "TLS 1.3 on the client hop: records are opened and sealed; a KeyUpdate goes back unread with the reader before it"
-    )
-    func tlsClientHop() throws {
-        let suite = TLSCipherSuite.tls13(0x1301)!
+        "TLS on the client hop: records are opened and sealed; a control record goes back unread with the reader before it",
+        arguments: [
+            // TLS 1.3 AES-128-GCM: a KeyUpdate (a handshake message inside an application-data record).
+            TLSCase(
+                version: .tls13, suite: .tls13(0x1301)!, ivLength: 12, controlType: TLSContentType.handshake,
+                control: [24, 0, 0, 1, 0]),
+            // TLS 1.2 ECDHE-RSA-AES128-GCM: a close_notify warning alert (its own record type, explicit nonce).
+            TLSCase(
+                version: .tls12, suite: .tls12(0xC02F)!, ivLength: 4, controlType: TLSContentType.alert,
+                control: [1, 0]),
+        ])
+    func tlsClientHop(_ tls: TLSCase) throws {
         let fromClient = TLSTrafficKeys(
-            key: Array(repeating: 1, count: 16), iv: Array(repeating: 2, count: 12), secret: [])
+            key: Array(repeating: 1, count: 16), iv: Array(repeating: 2, count: tls.ivLength), secret: [])
         let toClient = TLSTrafficKeys(
-            key: Array(repeating: 3, count: 16), iv: Array(repeating: 4, count: 12), secret: [])
+            key: Array(repeating: 3, count: 16), iv: Array(repeating: 4, count: tls.ivLength), secret: [])
         func protection(_ keys: TLSTrafficKeys, sealing: Bool) throws -> TLSRecordProtection {
-            try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: sealing)
+            try TLSRecordProtection(version: tls.version, suite: tls.suite, keys: keys, sequence: 0, sealing: sealing)
         }
         let harness = Harness(
             clientRecords: .init(
@@ -162,24 +180,24 @@ struct FastRelayTests {
         Self.send(try seal(TLSContentType.applicationData, Self.query("SELECT 1")), to: harness.client)
         #expect(Self.receive(Self.query("SELECT 1").count, from: harness.backend) == Self.query("SELECT 1"))
         Self.send(Self.ok, to: harness.backend)
-        let record = Self.receive(5 + Self.ok.count + 17, from: harness.client)
+        let record = Self.receive(Self.ok.count + clientReader.overhead, from: harness.client)
         var answer = ByteBuffer()
         let type = try Array(record.dropFirst(5)).withUnsafeBytes {
-            try clientReader.open(outerType: 23, body: $0, into: &answer)
+            try clientReader.open(outerType: record[0], body: $0, into: &answer)
         }
         #expect(type == TLSContentType.applicationData && Array(answer.readableBytesView) == Self.ok)
 
-        let keyUpdate = try seal(TLSContentType.handshake, [24, 0, 0, 1, 0])
-        Self.send(keyUpdate, to: harness.client)
+        let control = try seal(tls.controlType, tls.control)
+        Self.send(control, to: harness.client)
         #expect(harness.waitForReturn())
         var records = try #require(harness.session.client.records)
-        #expect(Array(records.partial.readableBytesView) == keyUpdate)
+        #expect(Array(records.partial.readableBytesView) == control)
         // The session's record handler opens it next, with the reader as the relay left it.
         var message = ByteBuffer()
-        let inner = try keyUpdate.dropFirst(5).withUnsafeBytes {
-            try records.reader.open(outerType: 23, body: $0, into: &message)
+        let inner = try control.dropFirst(5).withUnsafeBytes {
+            try records.reader.open(outerType: control[0], body: $0, into: &message)
         }
-        #expect(inner == TLSContentType.handshake && Array(message.readableBytesView) == [24, 0, 0, 1, 0])
+        #expect(inner == tls.controlType && Array(message.readableBytesView) == tls.control)
     }
 
     @Test("CONNECTION_ID() reaches the server as the proxy's id, as through SwiftNIO")
