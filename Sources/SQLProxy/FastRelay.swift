@@ -56,7 +56,6 @@ final class RelayedSession: @unchecked Sendable {
         var records: TLSRecordHandler.Suspended?
         /// Bytes for the peer the socket has not taken yet (sealed records on a TLS hop).
         var unsent = ByteBuffer()
-        var isTLS: Bool { records != nil }
     }
 
     var client: Hop
