@@ -7,8 +7,9 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
-/// The proxy's relay (its event loop and TLS records) without the run-time exclusivity checks in release
-/// builds: they were a fifth of its user time per statement (perf). Debug builds, and so every test, keep them.
+/// The proxy's relay (its event loop, TLS records and packet scanning) without the run-time exclusivity checks
+/// in release builds: they were a fifth of its user time per statement (perf). Debug builds, and so every test,
+/// keep them.
 let relaySettings = swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
@@ -74,7 +75,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: relaySettings
         ),
         // AEAD through the BoringSSL that swift-crypto builds in (its CCryptoBoringSSL headers come with the product).
         .target(

@@ -276,12 +276,13 @@ private final class Worker: @unchecked Sendable {
         if backendSide { backendReadable(session) } else { clientReadable(session) }
     }
 
-    /// Reads what the socket has into `received`; false at EOF or an error (after handing the session back)
-    /// or when there was nothing to read.
-    private func receive(_ session: RelayedSession, from descriptor: Int32, side: String) -> Bool {
-        received.clear()
+    /// Reads what the socket has onto the end of `buffer`; false at EOF or an error (after handing the session
+    /// back) or when there was nothing to read.
+    private func receive(
+        _ session: RelayedSession, from descriptor: Int32, side: String, into buffer: inout ByteBuffer
+    ) -> Bool {
         var result = 0
-        received.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readSize) { buffer in
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readSize) { buffer in
             result = read(descriptor, buffer.baseAddress, buffer.count)
             return max(0, result)
         }
@@ -345,9 +346,9 @@ private final class Worker: @unchecked Sendable {
     private func clientReadable(_ session: RelayedSession) {
         guard let (held, recordsDone) = receivePlaintext(session, backendSide: false) else { return }
         session.metrics.bytes(fromClient: plaintext.readableBytes - held)
-        let packetsDone = relayCommands(session)
+        let (packetsDone, commands) = relayCommands(session)
         if plaintext.readableBytes > 0 { session.clientBytes = Self.copy(plaintext) }
-        guard send(session, toBackend: true), recordsDone, packetsDone else {
+        guard send(commands, of: session, toBackend: true), recordsDone, packetsDone else {
             if !session.done { handBack(session, "a command or record for the session") }
             return
         }
@@ -358,38 +359,51 @@ private final class Worker: @unchecked Sendable {
     /// nothing to read, or at EOF or an error (after handing the session back).
     private func receivePlaintext(_ session: RelayedSession, backendSide: Bool) -> (held: Int, recordsDone: Bool)? {
         let descriptor = backendSide ? session.backend.descriptor : session.client.descriptor
-        guard receive(session, from: descriptor, side: backendSide ? "server" : "client") else { return nil }
+        let side = backendSide ? "server" : "client"
+        let held = backendSide ? session.backendBytes.readableBytes : session.clientBytes.readableBytes
+        let isTLS = backendSide ? session.backend.records != nil : session.client.records != nil
         plaintext.clear()
+        guard isTLS || held > 0 else {
+            // The usual case on a plaintext hop: read straight into `plaintext`.
+            return receive(session, from: descriptor, side: side, into: &plaintext) ? (0, true) : nil
+        }
+        received.clear()
+        guard receive(session, from: descriptor, side: side, into: &received) else { return nil }
         // (Reset only when used: an empty ByteBuffer costs an allocation.)
-        if backendSide, session.backendBytes.readableBytes > 0 {
+        if backendSide, held > 0 {
             plaintext.writeBuffer(&session.backendBytes)
             session.backendBytes = ByteBuffer()
-        } else if !backendSide, session.clientBytes.readableBytes > 0 {
+        } else if !backendSide, held > 0 {
             plaintext.writeBuffer(&session.clientBytes)
             session.clientBytes = ByteBuffer()
         }
-        let held = plaintext.readableBytes
         if backendSide, session.backend.records != nil { return (held, open(&session.backend.records!)) }
         if !backendSide, session.client.records != nil { return (held, open(&session.client.records!)) }
         plaintext.writeBuffer(&received)
         return (held, true)
     }
 
-    /// Relays the whole packets in `plaintext` to `outgoing` while they are commands the relay carries;
-    /// returns false at one it leaves to the session.
-    private func relayCommands(_ session: RelayedSession) -> Bool {
-        outgoing.clear()
+    /// Relays the whole packets in `plaintext` while they are commands the relay carries; returns false at one
+    /// it leaves to the session, and the bytes for the server: a slice of `plaintext` when no command was
+    /// rewritten, `outgoing` otherwise.
+    private func relayCommands(_ session: RelayedSession) -> (carriedOn: Bool, commands: ByteBuffer) {
+        let unread = plaintext  // (shares the storage; slices of relayed packets come from it)
+        let first = plaintext.readerIndex
+        var rewriting = false
+        var commands: ByteBuffer {
+            rewriting ? outgoing : unread.getSlice(at: first, length: plaintext.readerIndex - first)!
+        }
         while plaintext.readableBytes >= 4 {
             let start = plaintext.readerIndex
             let length =
                 Int(plaintext.getInteger(at: start, endianness: .little, as: UInt16.self)!)
                 | Int(plaintext.getInteger(at: start + 2, as: UInt8.self)!) << 16
-            guard length < MySQLPacket.maxChunk, length <= session.largestPacket else { return false }
-            guard plaintext.readableBytes >= 4 + length else { return true }
+            guard length < MySQLPacket.maxChunk, length <= session.largestPacket else { return (false, commands) }
+            guard plaintext.readableBytes >= 4 + length else { return (true, commands) }
             guard plaintext.getInteger(at: start + 3, as: UInt8.self) == 0, length > 0, !session.relay.sendingLocalFile,
                 let command = plaintext.getInteger(at: start + 4, as: UInt8.self).flatMap(Command.init(rawValue:)),
                 RelayedSession.carries(command), session.state.primary == session.server
-            else { return false }
+            else { return (false, commands) }
             let payload = plaintext.getSlice(at: start + 4, length: length)!
             let sent: ByteBuffer
             switch session.relay.check(
@@ -397,18 +411,23 @@ private final class Worker: @unchecked Sendable {
             {
             case .send(nil):
                 sent = payload
-                outgoing.writeImmutableBuffer(plaintext.getSlice(at: start, length: 4 + length)!)
+                if rewriting { outgoing.writeImmutableBuffer(plaintext.getSlice(at: start, length: 4 + length)!) }
             case .send(let rewritten?):
                 sent = rewritten
+                if !rewriting {
+                    outgoing.clear()
+                    outgoing.writeImmutableBuffer(unread.getSlice(at: first, length: start - first)!)
+                    rewriting = true
+                }
                 MySQLPacketEncoder.write(MySQLPacket(sequenceID: 0, payload: rewritten), into: &outgoing)
             case .refuse, .answered:
-                return false  // the session answers (the check changed nothing)
+                return (false, commands)  // the session answers (the check changed nothing)
             }
             session.metrics.command(command.rawValue)
             session.relay.sent(command, payload: sent, capabilities: session.capabilities)
             plaintext.moveReaderIndex(forwardBy: 4 + length)
         }
-        return true
+        return (true, commands)
     }
 
     // MARK: server to client
@@ -419,12 +438,9 @@ private final class Worker: @unchecked Sendable {
         for (index, clientID) in scan.statementIDs {
             plaintext.setInteger(clientID, at: index, endianness: .little)
         }
-        outgoing.clear()
-        if scan.forwardable > 0 {
-            outgoing.writeImmutableBuffer(plaintext.readSlice(length: scan.forwardable)!)
-        }
+        let answers = plaintext.readSlice(length: scan.forwardable)!
         if plaintext.readableBytes > 0 { session.backendBytes = Self.copy(plaintext) }
-        guard send(session, toBackend: false), recordsDone, scan.stop == nil else {
+        guard send(answers, of: session, toBackend: false), recordsDone, scan.stop == nil else {
             if !session.done { handBack(session, "an answer or record for the session") }
             return
         }
@@ -439,13 +455,13 @@ private final class Worker: @unchecked Sendable {
         case failed(String)
     }
 
-    /// Sends `outgoing` to a hop (sealed on a TLS hop). What the socket does not take waits in the hop's
+    /// Sends `bytes` to a hop (sealed on a TLS hop). What the socket does not take waits in the hop's
     /// `unsent`, and the other hop is not read until it is gone. False (after handing the session back) on
     /// a write error.
-    private func send(_ session: RelayedSession, toBackend: Bool) -> Bool {
-        guard outgoing.readableBytes > 0 else { return true }
-        if !toBackend { session.metrics.bytes(toClient: outgoing.readableBytes) }
-        let result = toBackend ? send(to: &session.backend) : send(to: &session.client)
+    private func send(_ bytes: ByteBuffer, of session: RelayedSession, toBackend: Bool) -> Bool {
+        guard bytes.readableBytes > 0 else { return true }
+        if !toBackend { session.metrics.bytes(toClient: bytes.readableBytes) }
+        let result = toBackend ? send(bytes, to: &session.backend) : send(bytes, to: &session.client)
         return settle(session, toBackend: toBackend, result)
     }
 
@@ -462,12 +478,12 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    private func send(to hop: inout RelayedSession.Hop) -> WriteResult {
+    private func send(_ plain: ByteBuffer, to hop: inout RelayedSession.Hop) -> WriteResult {
         var bytes: ByteBuffer
         if hop.records != nil {
             sealed.clear()
             var failed = false
-            outgoing.withUnsafeReadableBytes { plain in
+            plain.withUnsafeReadableBytes { plain in
                 var offset = 0
                 while offset < plain.count && !failed {
                     let end = min(plain.count, offset + TLSRecordProtection.maxPlaintext)
@@ -484,7 +500,7 @@ private final class Worker: @unchecked Sendable {
             if failed { return .failed("sealing a record for") }
             bytes = sealed
         } else {
-            bytes = outgoing
+            bytes = plain
         }
         if hop.unsent.readableBytes > 0 {
             hop.unsent.writeBuffer(&bytes)

@@ -212,6 +212,20 @@ struct FastRelayTests {
         #expect(!harness.isReturned)
     }
 
+    @Test("Pipelined commands in one read reach the server in order when one between them is rewritten")
+    func rewritesAmongPipelinedCommands() {
+        let harness = Harness()
+        defer { harness.finish() }
+        Self.send(
+            Self.query("SELECT 1") + Self.query("SELECT CONNECTION_ID()") + Self.query("SELECT 2"),
+            to: harness.client)
+        let expected = Self.query("SELECT 1") + Self.query("SELECT 7 AS `CONNECTION_ID()`") + Self.query("SELECT 2")
+        #expect(Self.receive(expected.count, from: harness.backend) == expected)
+        Self.send(Self.ok + Self.ok + Self.ok, to: harness.backend)
+        #expect(Self.receive(3 * Self.ok.count, from: harness.client) == Self.ok + Self.ok + Self.ok)
+        #expect(!harness.isReturned)
+    }
+
     @Test("After the primary moves, the next command goes back to the session (which moves it) unsent")
     func givesBackWhenPrimaryMoved() {
         let harness = Harness()
