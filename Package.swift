@@ -112,7 +112,7 @@ let package = Package(
         .target(
             name: "SessionHarness",
             dependencies: [
-                "SQLProxy", "MySQLWire", "Topology",
+                "SQLProxy", "MySQLWire", "Topology", "TLSRecordLayer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

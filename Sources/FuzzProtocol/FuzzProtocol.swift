@@ -13,7 +13,8 @@ import SessionHarness
 /// state machine and the response tracker; and, as client statements and commands, through the proxy's
 /// statement readers (classifier, rewriter) and its session bookkeeping (portability, prepared-statement
 /// ids across a move); and (one input in eight), split into client and server chunks, into a whole
-/// logged-in session (`SessionDriver`), whose invariants trap when broken. Built with `scripts/fuzz`
+/// logged-in session (`SessionDriver`), whose invariants trap when broken; and (another one in eight), as
+/// client and server bytes on real sockets, through the fast relay (`RelayDriver`). Built with `scripts/fuzz`
 /// (`-sanitize=fuzzer,address`); in a normal build the executable replays files given as arguments (a corpus or a crash) through the same code.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -83,6 +84,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // pure layers above keep most of the fuzzing time.
     if let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), first & 0b1110_0000 == 0 {
         fuzzWholeSession(Array(bytes.readableBytesView))
+    }
+    // And one in eight through the fast relay, on socket pairs (its own parsing of records and packets).
+    if let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), first & 0b1110_0000 == 0b0010_0000 {
+        let (options, steps) = RelayDriver.script(fromFuzzInput: Array(bytes.readableBytesView))
+        do { try RelayDriver.run(options, steps) } catch { preconditionFailure("sealing a record failed: \(error)") }
     }
     return 0
 }

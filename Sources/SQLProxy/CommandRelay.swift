@@ -7,7 +7,7 @@ import NIOCore
 ///
 /// It decides nothing about sockets: it checks a client's command before it goes to the server, notes
 /// what was sent, and follows the server's answers to know where each ends.
-struct CommandRelay {
+package struct CommandRelay {
     /// One tracker per command sent to the server and not fully answered yet, oldest first (clients may
     /// pipeline commands).
     var pending = CircularBuffer<ResponseTracker>()
@@ -23,6 +23,8 @@ struct CommandRelay {
     /// The sequence id the server expects on the next packet of an exchange the client continues (LOAD DATA
     /// LOCAL file packets); compressed clients' inner ids cannot be trusted for it.
     var nextBackendSequenceID: UInt8 = 0
+
+    package init() {}
 
     /// Whether nothing is in flight: no answer pending and no file upload.
     var isIdle: Bool { pending.isEmpty && !sendingLocalFile }

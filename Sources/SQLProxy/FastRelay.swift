@@ -1,10 +1,10 @@
 import CLinuxEvents
-import Logging
-import MySQLWire
+package import Logging
+package import MySQLWire
 import NIOConcurrencyHelpers
-import NIOCore
-import TLSRecordLayer
-import Topology
+package import NIOCore
+package import TLSRecordLayer
+package import Topology
 
 #if canImport(Glibc)
     import Glibc
@@ -18,26 +18,26 @@ import Topology
 /// `ClientSession` hands a session over when both hops are quiet and the session is in the plain command
 /// phase; it gets it back, with every byte not yet dealt with, at the first thing the relay leaves to it
 /// (change of user, KILL, LOAD DATA LOCAL, a refusal, a moved primary, a broken packet, EOF, an error).
-final class FastRelay: Sendable {
+package final class FastRelay: Sendable {
     private let workers: [Worker]
 
-    init(threads: Int, logger: Logger) {
+    package init(threads: Int, logger: Logger) {
         workers = (0..<max(1, threads)).map { _ in Worker(logger: logger) }
         for worker in workers { worker.start() }
     }
 
     /// Relays `session` until something needs its `ClientSession`; `session.returned` then gets it back.
-    func adopt(_ session: RelayedSession) {
+    package func adopt(_ session: RelayedSession) {
         worker(for: session).send(.adopt(session))
     }
 
     /// Asks for `session` back (its client or server connection closed on the NIO side).
-    func reclaim(_ session: RelayedSession) {
+    package func reclaim(_ session: RelayedSession) {
         worker(for: session).send(.reclaim(session))
     }
 
     /// Returns every session and stops the threads; returns once they are done.
-    func stop() {
+    package func stop() {
         for worker in workers { worker.stop() }
     }
 
@@ -49,21 +49,26 @@ final class FastRelay: Sendable {
 /// A session while `FastRelay` carries it: its sockets, both hops' TLS record state, the command phase's
 /// bookkeeping, and the bytes not dealt with yet. Owned by one thread at a time: the relay's from
 /// `adopt` until it calls `returned`, the session's event loop's otherwise.
-final class RelayedSession: @unchecked Sendable {
-    struct Hop {
-        let descriptor: Int32
+package final class RelayedSession: @unchecked Sendable {
+    package struct Hop {
+        package let descriptor: Int32
         /// The hop's TLS records, nil for plaintext.
         var records: TLSRecordHandler.Suspended?
         /// Bytes for the peer the socket has not taken yet (sealed records on a TLS hop).
         var unsent = ByteBuffer()
+
+        package init(descriptor: Int32, records: TLSRecordHandler.Suspended?) {
+            self.descriptor = descriptor
+            self.records = records
+        }
     }
 
-    var client: Hop
-    var backend: Hop
+    package var client: Hop
+    package var backend: Hop
     /// Client plaintext not relayed yet: an incomplete packet, or packets left to the session.
-    var clientBytes = ByteBuffer()
+    package var clientBytes = ByteBuffer()
     /// Server plaintext not relayed yet.
-    var backendBytes = ByteBuffer()
+    package var backendBytes = ByteBuffer()
     var relay: CommandRelay
     let connectionID: UInt32
     let capabilities: CapabilityFlags
@@ -74,11 +79,11 @@ final class RelayedSession: @unchecked Sendable {
     let largestPacket: Int
     let returned: @Sendable (RelayedSession) -> Void
     /// Why the relay gave the session back (for the log).
-    var reason = ""
+    package var reason = ""
     fileprivate var done = false
     fileprivate var interest: (client: UInt32, backend: UInt32) = (0, 0)
 
-    init(
+    package init(
         client: Hop, backend: Hop, relay: CommandRelay, connectionID: UInt32, capabilities: CapabilityFlags,
         server: ServerIdentity, state: ProxyState, metrics: ProxyMetrics, largestPacket: Int,
         returned: @escaping @Sendable (RelayedSession) -> Void

@@ -54,6 +54,13 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
         public var writer: TLSRecordProtection
         /// The start of a record whose remaining bytes have not arrived.
         public var partial: ByteBuffer
+
+        /// For drivers of a hop whose keys are known in advance (the fast relay's fuzzing harness).
+        package init(reader: TLSRecordProtection, writer: TLSRecordProtection, partial: ByteBuffer) {
+            self.reader = reader
+            self.writer = writer
+            self.partial = partial
+        }
     }
 
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }

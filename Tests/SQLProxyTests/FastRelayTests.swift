@@ -311,6 +311,54 @@ struct FastRelayTests {
         #expect(received.count == answer.count && received == answer)
         #expect(!harness.isReturned)
     }
+
+    @Test("A server hang-up while the client's socket is full gives the session back with nothing lost")
+    func serverHangUpWhileClientFull() {
+        let harness = Harness(capabilities: [.protocol41])
+        defer { harness.finish() }
+        let query = Self.query("SELECT repeat('x', 1000) FROM seq_1_to_10000")
+        Self.send(query, to: harness.client)
+        _ = Self.receive(query.count, from: harness.backend)
+        var answer = Self.packet(1, [1]) + Self.packet(2, Array(repeating: 0x41, count: 40))
+        answer += Self.packet(3, [0xFE, 0, 0, 0x02, 0])
+        for index in 0..<10_000 {
+            answer += Self.packet(UInt8(truncatingIfNeeded: 4 + index), [0xFC, 0xE8, 0x03] + Array(repeating: 0x78, count: 1000))
+        }
+        // The server writes until its socket stays full (the relay has stopped reading it), then hangs up.
+        _ = fcntl(harness.backend, F_SETFL, fcntl(harness.backend, F_GETFL) | O_NONBLOCK)
+        var offset = 0
+        while offset < answer.count {
+            let written = answer[offset...].withUnsafeBytes { write(harness.backend, $0.baseAddress, $0.count) }
+            if written > 0 {
+                offset += written
+                continue
+            }
+            var poller = pollfd(fd: harness.backend, events: Int16(POLLOUT), revents: 0)
+            if poll(&poller, 1, 500) == 0 { break }
+        }
+        #expect(offset < answer.count)
+        shutdown(harness.backend, Int32(SHUT_RDWR))
+        #expect(harness.waitForReturn())
+        // Every byte the server wrote is somewhere the session reaches: in the client's socket, in what the
+        // relay had not written yet, in what it had not relayed, or still unread in the server's socket.
+        var found = Self.drain(harness.client)
+        found += Array(harness.session.client.unsent.readableBytesView)
+        found += Array(harness.session.backendBytes.readableBytesView)
+        found += Self.drain(harness.session.backend.descriptor)
+        #expect(found.count == offset && found == Array(answer[..<offset]))
+    }
+
+    /// What a socket has now, without waiting.
+    static func drain(_ fd: Int32) -> [UInt8] {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard got > 0 else { return bytes }
+            bytes += buffer[0..<got]
+        }
+    }
 }
 
 /// The value of a detached task from synchronous test code.

@@ -182,7 +182,7 @@ import Testing
 
     /// A command or an answer such as a client or a MariaDB server sends, in or out of turn; one in six
     /// has a byte changed or is cut short.
-    private static func plausibleStep(using generator: inout SplitMix64) -> SessionDriver.Step {
+    static func plausibleStep(using generator: inout SplitMix64) -> SessionDriver.Step {
         func server(_ payloads: [[UInt8]]) -> [UInt8] {
             payloads.enumerated().flatMap { SessionDriver.packet($0.element, sequenceID: UInt8($0.offset + 1)) }
         }
