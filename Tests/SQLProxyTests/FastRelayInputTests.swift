@@ -1,7 +1,7 @@
 import MySQLWire
 import SessionHarness
-import Testing
 import TestSupport
+import Testing
 
 /// Hostile and broken bytes through the fast relay on real sockets (`RelayDriver`, as the fuzzer drives it):
 /// it must never crash, and must give every session back exactly once (the driver traps otherwise).

@@ -322,7 +322,8 @@ struct FastRelayTests {
         var answer = Self.packet(1, [1]) + Self.packet(2, Array(repeating: 0x41, count: 40))
         answer += Self.packet(3, [0xFE, 0, 0, 0x02, 0])
         for index in 0..<10_000 {
-            answer += Self.packet(UInt8(truncatingIfNeeded: 4 + index), [0xFC, 0xE8, 0x03] + Array(repeating: 0x78, count: 1000))
+            answer += Self.packet(
+                UInt8(truncatingIfNeeded: 4 + index), [0xFC, 0xE8, 0x03] + Array(repeating: 0x78, count: 1000))
         }
         // The server writes until its socket stays full (the relay has stopped reading it), then hangs up.
         _ = fcntl(harness.backend, F_SETFL, fcntl(harness.backend, F_GETFL) | O_NONBLOCK)
