@@ -118,7 +118,7 @@ package enum RelayDriver {
     }
 
     /// Runs `steps` through a relayed session; traps when the relay does not give the session back within
-    /// 10 s of being asked, or gives it back twice.
+    /// 10 s of being asked, gives it back twice, or still holds it 2 s after.
     @discardableResult
     package static func run(_ options: Options, _ steps: [Step]) throws -> Outcome {
         var clientPair: [Int32] = [0, 0]
@@ -140,7 +140,7 @@ package enum RelayDriver {
         let returned = DispatchSemaphore(value: 0)
         var capabilities: CapabilityFlags = [.protocol41, .secureConnection, .pluginAuth, .transactions]
         if options.deprecateEOF { capabilities.insert(.deprecateEOF) }
-        let session = RelayedSession(
+        var session: RelayedSession? = RelayedSession(
             client: .init(descriptor: clientPair[0], records: client?.relay),
             backend: .init(descriptor: backendPair[0], records: backend?.relay), relay: CommandRelay(),
             connectionID: 7, capabilities: capabilities, server: server, state: state, metrics: metrics,
@@ -153,7 +153,7 @@ package enum RelayDriver {
                 precondition(count == 1, "the fast relay gave a session back twice")
                 returned.signal()
             })
-        relay.adopt(session)
+        relay.adopt(session!)
 
         var sink = [UInt8](repeating: 0, count: 1 << 16)
         var outcome = Outcome(reason: "", toClient: 0, toServer: 0)
@@ -198,10 +198,18 @@ package enum RelayDriver {
             waitUntilRead(side == .server ? backendPair[0] : clientPair[0])
             drain()
         }
-        relay.reclaim(session)
+        relay.reclaim(session!)
         precondition(returned.wait(timeout: .now() + 10) == .success, "the fast relay did not give a session back")
         drain()
-        outcome.reason = session.reason
+        outcome.reason = session!.reason
+        // The relay lets go of a session it gave back once the events it was handling are done.
+        weak let released = session
+        session = nil
+        let deadline = ContinuousClock.now + .seconds(2)
+        while released != nil {
+            precondition(ContinuousClock.now < deadline, "the fast relay kept a session it gave back")
+            sched_yield()
+        }
         return outcome
     }
 }
