@@ -81,31 +81,28 @@ package enum RelayDriver {
         var driverWriter: TLSRecordProtection
     }
 
-    private static func clientHop() throws(TLSRecordError) -> HopKeys {
-        let keys = clientKeys
+    /// A hop's record protection: `toRelay` keys what the relay reads, `fromRelay` what it writes.
+    private static func hop(
+        _ version: TLSRecordVersion, _ suite: TLSCipherSuite, toRelay: TLSTrafficKeys, fromRelay: TLSTrafficKeys,
+        sequence: UInt64
+    ) throws(TLSRecordError) -> HopKeys {
+        func protection(_ keys: TLSTrafficKeys, sealing: Bool) throws(TLSRecordError) -> TLSRecordProtection {
+            try TLSRecordProtection(version: version, suite: suite, keys: keys, sequence: sequence, sealing: sealing)
+        }
         return HopKeys(
             relay: .init(
-                reader: try TLSRecordProtection(
-                    version: .tls13, suite: clientSuite, keys: keys.fromClient, sequence: 0, sealing: false),
-                writer: try TLSRecordProtection(
-                    version: .tls13, suite: clientSuite, keys: keys.toClient, sequence: 0, sealing: true),
+                reader: try protection(toRelay, sealing: false), writer: try protection(fromRelay, sealing: true),
                 partial: ByteBuffer()),
-            driverWriter: try TLSRecordProtection(
-                version: .tls13, suite: clientSuite, keys: keys.fromClient, sequence: 0, sealing: true))
+            driverWriter: try protection(toRelay, sealing: true))
+    }
+
+    private static func clientHop() throws(TLSRecordError) -> HopKeys {
+        try hop(.tls13, clientSuite, toRelay: clientKeys.fromClient, fromRelay: clientKeys.toClient, sequence: 0)
     }
 
     /// The relay is the server hop's TLS client.
     private static func backendHop() throws(TLSRecordError) -> HopKeys {
-        let keys = backendKeys
-        return HopKeys(
-            relay: .init(
-                reader: try TLSRecordProtection(
-                    version: .tls12, suite: backendSuite, keys: keys.server, sequence: 1, sealing: false),
-                writer: try TLSRecordProtection(
-                    version: .tls12, suite: backendSuite, keys: keys.client, sequence: 1, sealing: true),
-                partial: ByteBuffer()),
-            driverWriter: try TLSRecordProtection(
-                version: .tls12, suite: backendSuite, keys: keys.server, sequence: 1, sealing: true))
+        try hop(.tls12, backendSuite, toRelay: backendKeys.server, fromRelay: backendKeys.client, sequence: 1)
     }
 
     /// What came of a script.
