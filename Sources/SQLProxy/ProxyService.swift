@@ -114,6 +114,8 @@ public final class ProxyService: Service, Sendable {
                 }
                 .withConnectedSocket(socket)
                 .whenFailure { error in
+                    // The channel never became active, so the session (which closes its duplicate when the
+                    // channel goes inactive) will not: this is the only close.
                     if duplicate >= 0 { close(duplicate) }
                     logger.warning("cannot take a client connection: \(error)")
                 }
