@@ -1,12 +1,12 @@
 import Dispatch
 import Logging
 import Metrics
-import MySQLWire
+package import MySQLWire
 import NIOConcurrencyHelpers
 import NIOCore
-import SQLProxy
-import TLSRecordLayer
-import Topology
+package import SQLProxy
+package import TLSRecordLayer
+package import Topology
 
 #if canImport(Glibc)
     import Glibc
@@ -105,6 +105,29 @@ package enum RelayDriver {
         try hop(.tls12, backendSuite, toRelay: backendKeys.server, fromRelay: backendKeys.client, sequence: 1)
     }
 
+    /// A session for the fast relay on two socket pairs (the relay's ends non-blocking), and the far ends,
+    /// `client` and `server`, for whoever plays the peers; nil when the sockets cannot be made.
+    package static func sessionOnSocketPairs(
+        clientRecords: TLSRecordHandler.Suspended?, backendRecords: TLSRecordHandler.Suspended?,
+        capabilities: CapabilityFlags, state: ProxyState, server: ServerIdentity, largestPacket: Int,
+        returned: @escaping @Sendable (RelayedSession) -> Void
+    ) -> (session: RelayedSession, client: Int32, server: Int32)? {
+        var clientPair: [Int32] = [0, 0]
+        var backendPair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &clientPair) == 0 else { return nil }
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &backendPair) == 0 else {
+            for fd in clientPair { close(fd) }
+            return nil
+        }
+        for fd in [clientPair[0], backendPair[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        let session = RelayedSession(
+            client: .init(descriptor: clientPair[0], records: clientRecords),
+            backend: .init(descriptor: backendPair[0], records: backendRecords), relay: CommandRelay(),
+            connectionID: 7, capabilities: capabilities, server: server, state: state, metrics: metrics,
+            largestPacket: largestPacket, returned: returned)
+        return (session, clientPair[1], backendPair[1])
+    }
+
     /// What came of a script.
     package struct Outcome: Sendable {
         /// Why the relay gave the session back (asked to at the end, or something it leaves to the session).
@@ -118,30 +141,17 @@ package enum RelayDriver {
     /// 10 s of being asked, gives it back twice, or still holds it 2 s after.
     @discardableResult
     package static func run(_ options: Options, _ steps: [Step]) throws -> Outcome {
-        var clientPair: [Int32] = [0, 0]
-        var backendPair: [Int32] = [0, 0]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &clientPair) == 0 else {
-            return Outcome(reason: "socketpair failed", toClient: 0, toServer: 0)
-        }
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &backendPair) == 0 else {
-            for fd in clientPair { close(fd) }
-            return Outcome(reason: "socketpair failed", toClient: 0, toServer: 0)
-        }
-        let descriptors = clientPair + backendPair
-        defer { for fd in descriptors { close(fd) } }
-        for fd in descriptors { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-
         var client = options.clientTLS ? try clientHop() : nil
         var backend = options.backendTLS ? try backendHop() : nil
         let returns = NIOLockedValueBox(0)
         let returned = DispatchSemaphore(value: 0)
         var capabilities: CapabilityFlags = [.protocol41, .secureConnection, .pluginAuth, .transactions]
         if options.deprecateEOF { capabilities.insert(.deprecateEOF) }
-        var session: RelayedSession? = RelayedSession(
-            client: .init(descriptor: clientPair[0], records: client?.relay),
-            backend: .init(descriptor: backendPair[0], records: backend?.relay), relay: CommandRelay(),
-            connectionID: 7, capabilities: capabilities, server: server, state: state, metrics: metrics,
-            largestPacket: 1 << 16,
+        var session: RelayedSession?
+        let (clientEnd, serverEnd): (Int32, Int32)
+        if let made = sessionOnSocketPairs(
+            clientRecords: client?.relay, backendRecords: backend?.relay, capabilities: capabilities, state: state,
+            server: server, largestPacket: 1 << 16,
             returned: { _ in
                 let count = returns.withLockedValue { count in
                     count += 1
@@ -150,14 +160,22 @@ package enum RelayDriver {
                 precondition(count == 1, "the fast relay gave a session back twice")
                 returned.signal()
             })
+        {
+            (session, clientEnd, serverEnd) = (made.session, made.client, made.server)
+        } else {
+            return Outcome(reason: "socketpair failed", toClient: 0, toServer: 0)
+        }
+        let (relayClientEnd, relayServerEnd) = (session!.client.descriptor, session!.backend.descriptor)
+        defer { for fd in [clientEnd, serverEnd, relayClientEnd, relayServerEnd] { close(fd) } }
+        for fd in [clientEnd, serverEnd] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         relay.adopt(session!)
 
         var sink = [UInt8](repeating: 0, count: 1 << 16)
         var outcome = Outcome(reason: "", toClient: 0, toServer: 0)
         func drain() {
-            for fd in [clientPair[1], backendPair[1]] {
+            for fd in [clientEnd, serverEnd] {
                 while case let got = sink.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }), got > 0 {
-                    if fd == clientPair[1] { outcome.toClient += got } else { outcome.toServer += got }
+                    if fd == clientEnd { outcome.toClient += got } else { outcome.toServer += got }
                 }
             }
         }
@@ -177,7 +195,7 @@ package enum RelayDriver {
             switch step {
             case .send(let to, let bytes): (side, plain) = (to, bytes)
             case .close(let which):
-                shutdown(which == .server ? backendPair[1] : clientPair[1], Int32(SHUT_WR))
+                shutdown(which == .server ? serverEnd : clientEnd, Int32(SHUT_WR))
                 continue
             }
             var bytes = ByteBuffer()
@@ -190,9 +208,9 @@ package enum RelayDriver {
             }
             // A full socket drops the rest (the relay is not reading that side now); so does a closed one.
             _ = bytes.withUnsafeReadableBytes {
-                send(side == .server ? backendPair[1] : clientPair[1], $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                send(side == .server ? serverEnd : clientEnd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
             }
-            waitUntilRead(side == .server ? backendPair[0] : clientPair[0])
+            waitUntilRead(side == .server ? relayServerEnd : relayClientEnd)
             drain()
         }
         relay.reclaim(session!)

@@ -3,6 +3,7 @@ import Metrics
 import MySQLWire
 import NIOConcurrencyHelpers
 import NIOCore
+import SessionHarness
 import Testing
 import Topology
 
@@ -32,24 +33,16 @@ struct FastRelayTests {
             capabilities: CapabilityFlags = [.protocol41, .deprecateEOF],
             clientRecords: TLSRecordHandler.Suspended? = nil
         ) {
-            var clientPair: [Int32] = [0, 0]
-            var backendPair: [Int32] = [0, 0]
-            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &clientPair)
-            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &backendPair)
-            for fd in [clientPair[0], backendPair[0]] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-            client = clientPair[1]
-            backend = backendPair[1]
             state.setPrimary(server)
             let returned = returnedSession
-            session = RelayedSession(
-                client: .init(descriptor: clientPair[0], records: clientRecords),
-                backend: .init(descriptor: backendPair[0], records: nil), relay: CommandRelay(), connectionID: 7,
-                capabilities: capabilities, server: server, state: state,
-                metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), largestPacket: 1 << 20,
+            let made = RelayDriver.sessionOnSocketPairs(
+                clientRecords: clientRecords, backendRecords: nil, capabilities: capabilities, state: state,
+                server: server, largestPacket: 1 << 20,
                 returned: { _ in
                     returned.lock()
                     returned.unlock(withValue: 1)
-                })
+                })!
+            (session, client, backend) = (made.session, made.client, made.server)
             relay.adopt(session)
         }
 
