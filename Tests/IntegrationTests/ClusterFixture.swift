@@ -5,6 +5,7 @@ import Monitor
 import Sandbox
 import SwitchyardConfiguration
 import SwitchyardServer
+import TestSupport
 import Topology
 
 #if canImport(Glibc)
@@ -91,14 +92,6 @@ func withMonitor<T>(_ controller: Controller, _ body: () async throws -> T) asyn
     task.cancel()
     _ = await task.result
     return result
-}
-
-/// Runs blocking work (process spawning, waiting) on a dispatch thread, never on Swift's cooperative pool,
-/// so the unit tests running beside the integration tests are not starved.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
 }
 
 struct Timeout: Error, CustomStringConvertible {

@@ -8,6 +8,7 @@ import Sandbox
 import SwitchyardConfiguration
 import SwitchyardServer
 import Synchronization
+import TestSupport
 import Testing
 import Topology
 
