@@ -24,12 +24,21 @@ struct ServerPollerTests {
         let task = Task { try await service.run() }
         defer { task.cancel() }
 
+        // Polls (with a deadline) for the state the test expects rather than reading it once: on a loaded
+        // machine a starved healthy probe can miss its 80 ms deadline now and then, and recovers at the next.
         let clock = ContinuousClock()
         let start = clock.now
-        while hung.probeCount < 5 && clock.now - start < .seconds(10) {
+        var snapshot = await store.snapshot(nowMicros: 0)
+        while clock.now - start < .seconds(10) {
+            snapshot = await store.snapshot(nowMicros: 0)
+            if hung.probeCount >= 5, snapshot.server(named: "s2")?.role == .unreachable,
+                snapshot.server(named: "s1")?.role == .primary
+            {
+                break
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let snapshot = await store.snapshot(nowMicros: 0)
+        #expect(hung.probeCount >= 5)
         #expect(snapshot.server(named: "s2")?.role == .unreachable)
         #expect(snapshot.server(named: "s2")?.lastError?.contains("did not finish") == true)
         #expect(snapshot.server(named: "s1")?.role == .primary)
