@@ -21,8 +21,15 @@ package import Topology
 package final class FastRelay: Sendable {
     private let workers: [Worker]
 
-    package init(threads: Int, logger: Logger) {
-        workers = (0..<max(1, threads)).map { _ in Worker(logger: logger) }
+    /// `busyPoll`: how long a thread keeps looking for events after it has dealt with some, yielding the CPU
+    /// between looks, before it sleeps (`ProxySettings.relayBusyPoll`).
+    package init(threads: Int, busyPoll: Duration = .zero, logger: Logger) {
+        let busyPollNanoseconds =
+            Int(busyPoll.components.seconds) * 1_000_000_000
+            + Int(busyPoll.components.attoseconds / 1_000_000_000)
+        workers = (0..<max(1, threads)).map { _ in
+            Worker(busyPollNanoseconds: max(0, busyPollNanoseconds), logger: logger)
+        }
         for worker in workers { worker.start() }
     }
 
@@ -121,6 +128,7 @@ private final class Worker: @unchecked Sendable {
     }
 
     private let logger: Logger
+    private let busyPollNanoseconds: Int
     private let epoll: Int32
     private let wake: Int32
     /// Messages for the thread; nil once it has stopped.
@@ -141,8 +149,9 @@ private final class Worker: @unchecked Sendable {
     static let wakeToken: UInt64 = 1
     static let backendBit: UInt = 1
 
-    init(logger: Logger) {
+    init(busyPollNanoseconds: Int, logger: Logger) {
         self.logger = logger
+        self.busyPollNanoseconds = busyPollNanoseconds
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         wake = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
         var event = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: Self.wakeToken))
@@ -180,7 +189,7 @@ private final class Worker: @unchecked Sendable {
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while !stopping {
-            let count = epoll_wait(epoll, events, Int32(capacity), -1)
+            let count = nextEvents(events, capacity: Int32(capacity))
             if count < 0 {
                 if errno == EINTR { continue }
                 logger.critical("fast relay: epoll_wait failed: \(String(cString: strerror(errno)))")
@@ -213,6 +222,28 @@ private final class Worker: @unchecked Sendable {
         close(wake)
         finished.lock()
         finished.unlock(withValue: true)
+    }
+
+    /// Waits for events. With busy polling, it first looks again for up to `busyPollNanoseconds`, yielding the
+    /// CPU to anything else runnable between looks: an answer that comes back meanwhile is relayed without
+    /// the thread going to sleep and waiting to be scheduled again, and the looks use only CPU time nothing
+    /// else wanted.
+    private func nextEvents(_ events: UnsafeMutablePointer<epoll_event>, capacity: Int32) -> Int32 {
+        if busyPollNanoseconds > 0 {
+            let deadline = Self.monotonicNanoseconds() + busyPollNanoseconds
+            repeat {
+                let count = epoll_wait(epoll, events, capacity, 0)
+                if count != 0 { return count }
+                sched_yield()
+            } while Self.monotonicNanoseconds() < deadline
+        }
+        return epoll_wait(epoll, events, capacity, -1)
+    }
+
+    private static func monotonicNanoseconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return now.tv_sec * 1_000_000_000 + now.tv_nsec
     }
 
     private func readInbox() {

@@ -85,7 +85,7 @@ public final class ProxyService: Service, Sendable {
         // The relay needs the sockets' TLS records in the fast path's hands (or no TLS at all).
         let fastRelay =
             settings.fastRelay && (tlsSecrets != nil || (serverTLS == nil && backendTLS == nil))
-            ? FastRelay(threads: settings.threads, logger: logger) : nil
+            ? FastRelay(threads: settings.threads, busyPoll: settings.relayBusyPoll, logger: logger) : nil
         var environment = ClientSession.Environment(
             settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
             tlsSecrets: tlsSecrets, metrics: metrics, logger: logger)
@@ -128,6 +128,7 @@ public final class ProxyService: Service, Sendable {
                 "require_tls": "\(settings.requireTLS)", "backend_tls": "\(settings.backendTLS)",
                 "threads": "\(settings.threads)", "tls_fast_path": "\(settings.tlsFastPath)",
                 "fast_relay": "\(fastRelay != nil)",
+                "relay_busy_poll": "\(Int(settings.relayBusyPoll / .microseconds(1)))us",
             ])
         await onListening(port)
         await withGracefulShutdownHandler {

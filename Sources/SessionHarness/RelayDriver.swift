@@ -56,7 +56,8 @@ package enum RelayDriver {
     }
 
     /// One relay thread for every script, as in the proxy (threads outlive sessions).
-    private static let relay = FastRelay(threads: 1, logger: Logger(label: "relay-driver"))
+    private static let relay = FastRelay(
+        threads: 1, busyPoll: ProxySettings().relayBusyPoll, logger: Logger(label: "relay-driver"))
     private static let server = ServerIdentity(name: "s1", host: "127.0.0.1", port: 3306)
     private static let state: ProxyState = {
         let state = ProxyState()

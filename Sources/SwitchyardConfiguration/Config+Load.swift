@@ -175,6 +175,7 @@ extension Config {
                 "enabled", "listen", "routing", "tls", "require_tls", "backend_tls", "max_connections",
                 "handshake_timeout", "max_packet_size", "allowed_networks", "users", "account_refresh_interval",
                 "auth_throttle", "backend_connect_timeout", "tls_fast_path", "fast_relay", "threads", "failover_hold",
+                "relay_busy_poll",
             ])
         var proxy = Proxy()
         let enabled = reader.bool(fields["enabled"], "proxy.enabled") ?? true
@@ -196,6 +197,11 @@ extension Config {
         if let value = reader.bool(fields["tls_fast_path"], "proxy.tls_fast_path") { proxy.tlsFastPath = value }
         if let value = reader.bool(fields["fast_relay"], "proxy.fast_relay") { proxy.fastRelay = value }
         if let value = reader.int(fields["threads"], "proxy.threads", in: 1...256) { proxy.threads = value }
+        if let value = reader.duration(
+            fields["relay_busy_poll"], "proxy.relay_busy_poll", min: .zero, max: .milliseconds(10))
+        {
+            proxy.relayBusyPoll = value
+        }
         if let mode = reader.enumeration(fields["backend_tls"], "proxy.backend_tls", as: Proxy.BackendTLSMode.self) {
             proxy.backendTLS = mode
         }

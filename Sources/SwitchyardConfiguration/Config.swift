@@ -127,6 +127,8 @@ extension Config {
         public var fastRelay = true
         /// Event-loop threads for client and server connections; nil: half the machine's cores (at least 1).
         public var threads: Int?
+        /// How long a fast-relay thread keeps looking for events before it sleeps; nil: the proxy's default.
+        public var relayBusyPoll: Duration?
         public var maxConnections = 1_000
         public var handshakeTimeout: Duration = .seconds(10)
         public var maxPacketSize = 64 * 1024 * 1024

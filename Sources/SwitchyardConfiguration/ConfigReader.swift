@@ -100,7 +100,7 @@ struct ConfigReader {
     mutating func duration(_ node: Node?, _ path: String, min minimum: Duration, max maximum: Duration) -> Duration? {
         guard let node else { return nil }
         guard let text = node.scalar?.string, let value = Self.parseDuration(text) else {
-            fail(path, "expected a duration like 250ms, 2s or 10m, got \(Self.show(node))")
+            fail(path, "expected a duration like 50us, 250ms, 2s or 10m, got \(Self.show(node))")
             return nil
         }
         guard value >= minimum, value <= maximum else {
@@ -148,17 +148,19 @@ struct ConfigReader {
 
     static func parseDuration(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: " ")
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        let units: [(String, Double)] = [("us", 1e-6), ("µs", 1e-6), ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
             let number = trimmed.dropLast(suffix.count)
             guard let value = Double(number), value >= 0, value.isFinite else { return nil }
-            return .milliseconds(Int64((value * scale * 1000).rounded()))
+            return .nanoseconds(Int64((value * scale * 1e9).rounded()))
         }
         guard let seconds = Double(trimmed), seconds >= 0, seconds.isFinite else { return nil }
         return .milliseconds(Int64((seconds * 1000).rounded()))
     }
 
     static func format(_ duration: Duration) -> String {
+        let nanoseconds = duration.components.attoseconds / 1_000_000_000
+        if nanoseconds % 1_000_000 != 0 { return "\(duration.components.seconds * 1_000_000 + nanoseconds / 1000)us" }
         let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
         if millis % 60_000 == 0 && millis >= 60_000 { return "\(millis / 60_000)m" }
         if millis % 1000 == 0 { return "\(millis / 1000)s" }

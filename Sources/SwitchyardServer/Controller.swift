@@ -111,6 +111,7 @@ public struct Controller: Sendable {
         settings.tlsFastPath = proxy.tlsFastPath
         settings.fastRelay = proxy.fastRelay
         if let threads = proxy.threads { settings.threads = threads }
+        if let busyPoll = proxy.relayBusyPoll { settings.relayBusyPoll = busyPoll }
         settings.maxConnections = proxy.maxConnections
         settings.handshakeTimeout = proxy.handshakeTimeout
         settings.allowedNetworks = proxy.allowedNetworks

@@ -20,7 +20,7 @@ import Topology
 struct FastRelayTests {
     /// A relayed session over two socket pairs: the test plays the client and the server on the far ends.
     final class Harness: Sendable {
-        let relay = FastRelay(threads: 1, logger: Logger(label: "test"))
+        let relay = FastRelay(threads: 1, busyPoll: ProxySettings().relayBusyPoll, logger: Logger(label: "test"))
         let state = ProxyState()
         let server = ServerIdentity(name: "s1", host: "127.0.0.1", port: 3306)
         /// The test's ends: the client's and the server's.

@@ -45,7 +45,7 @@ struct ProxyConfigTests {
         #expect(proxy.maxConnections == 1_000)
         #expect(proxy.authThrottleMaxFailures == 0)
         #expect(proxy.allowedNetworks.isEmpty)
-        #expect(proxy.tlsFastPath && proxy.threads == nil)
+        #expect(proxy.tlsFastPath && proxy.threads == nil && proxy.relayBusyPoll == nil)
         #expect(proxy.failoverHold == .seconds(10))
         #expect(try parse("proxy:\n  enabled: false\n").proxy == nil)
     }
@@ -73,11 +73,13 @@ struct ProxyConfigTests {
                   tls_fast_path: false
                   threads: 3
                   failover_hold: 0s
+                  relay_busy_poll: 75us
 
                 """
             ).proxy)
         #expect(!proxy.tlsFastPath && proxy.threads == 3)
         #expect(proxy.failoverHold == .zero)
+        #expect(proxy.relayBusyPoll == .microseconds(75))
         #expect(proxy.host == "0.0.0.0" && proxy.port == 7000)
         #expect(proxy.certFile == "/etc/switchyard/tls/proxy.pem" && proxy.keyFile == "/keys/proxy.key")
         #expect(proxy.requireTLS && proxy.backendTLS == .verifyCA)
@@ -87,6 +89,13 @@ struct ProxyConfigTests {
         #expect(proxy.userNetworks["app"]?.first?.contains("192.168.4.5") == true)
         #expect(proxy.accountRefreshInterval == .seconds(5))
         #expect(proxy.authThrottleMaxFailures == 5 && proxy.authThrottleWindow == .seconds(30))
+    }
+
+    @Test("Durations below a millisecond keep their precision: microseconds, or fractions of a millisecond")
+    func microsecondDurations() throws {
+        #expect(try parse("proxy:\n  relay_busy_poll: 50µs\n").proxy?.relayBusyPoll == .microseconds(50))
+        #expect(try parse("proxy:\n  relay_busy_poll: 0.25ms\n").proxy?.relayBusyPoll == .microseconds(250))
+        #expect(try parse("proxy:\n  relay_busy_poll: 0\n").proxy?.relayBusyPoll == .zero)
     }
 
     @Test("Problems are reported with their key paths")
@@ -104,6 +113,7 @@ struct ProxyConfigTests {
               tls_fast_path: sometimes
               threads: 0
               failover_hold: forever
+              relay_busy_poll: 20ms
 
             """)
         let paths = Set(found.map(\.path))
@@ -111,6 +121,7 @@ struct ProxyConfigTests {
         #expect(paths.contains("proxy.users.app.allowed_networks[0]"))
         #expect(paths.contains("proxy.tls_fast_path") && paths.contains("proxy.threads"))
         #expect(paths.contains("proxy.failover_hold"))
+        #expect(found.contains { $0.path == "proxy.relay_busy_poll" && $0.message.contains("between 0s and 10ms") })
         #expect(found.contains { $0.path == "proxy.max_conections" && $0.message.contains("max_connections") })
     }
 
