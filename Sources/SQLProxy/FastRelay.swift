@@ -88,6 +88,8 @@ package final class RelayedSession: @unchecked Sendable {
     /// Why the relay gave the session back (for the log).
     package var reason = ""
     fileprivate var done = false
+    /// Whether the relay has sent the server a command whose answer has not fully come back.
+    fileprivate var awaitingAnswer = false
     fileprivate var interest: (client: UInt32, backend: UInt32) = (0, 0)
 
     package init(
@@ -139,6 +141,8 @@ private final class Worker: @unchecked Sendable {
     /// of the batch may still name them.
     private var graveyard: [RelayedSession] = []
     private var stopping = false
+    /// Sessions of this thread's whose server owes an answer: the thread busy-polls only while there are.
+    private var sessionsAwaitingAnswers = 0
 
     // Buffers reused for every event, so a steady relay allocates nothing.
     private var received = ByteBufferAllocator().buffer(capacity: Worker.readSize)
@@ -208,6 +212,7 @@ private final class Worker: @unchecked Sendable {
                 .takeUnretainedValue()
                 guard !session.done else { continue }
                 handle(session, backendSide: bits & Self.backendBit != 0, events: event.events)
+                if !session.done { noteAwaitingAnswer(session, !session.relay.isIdle) }
             }
             graveyard.removeAll(keepingCapacity: true)
         }
@@ -224,12 +229,13 @@ private final class Worker: @unchecked Sendable {
         finished.unlock(withValue: true)
     }
 
-    /// Waits for events. With busy polling, it first looks again for up to `busyPollNanoseconds`, yielding the
-    /// CPU to anything else runnable between looks: an answer that comes back meanwhile is relayed without
-    /// the thread going to sleep and waiting to be scheduled again, and the looks use only CPU time nothing
-    /// else wanted.
+    /// Waits for events. With busy polling, while a server owes an answer, it first looks again for up to
+    /// `busyPollNanoseconds`, yielding the CPU to anything else runnable between looks: an answer that comes
+    /// back meanwhile is relayed without the thread going to sleep and waiting to be scheduled again, and the
+    /// looks use only CPU time nothing else wanted. (Not while only clients are to speak next: their next
+    /// command may be a long time coming.)
     private func nextEvents(_ events: UnsafeMutablePointer<epoll_event>, capacity: Int32) -> Int32 {
-        if busyPollNanoseconds > 0 {
+        if busyPollNanoseconds > 0, sessionsAwaitingAnswers > 0 {
             let deadline = Self.monotonicNanoseconds() + busyPollNanoseconds
             repeat {
                 let count = epoll_wait(epoll, events, capacity, 0)
@@ -282,7 +288,14 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
+    private func noteAwaitingAnswer(_ session: RelayedSession, _ awaiting: Bool) {
+        guard awaiting != session.awaitingAnswer else { return }
+        session.awaitingAnswer = awaiting
+        sessionsAwaitingAnswers += awaiting ? 1 : -1
+    }
+
     private func handBack(_ session: RelayedSession, _ reason: String, registered: Bool = true) {
+        noteAwaitingAnswer(session, false)
         session.done = true
         session.reason = reason
         if registered {
