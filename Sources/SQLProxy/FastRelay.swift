@@ -21,7 +21,7 @@ package import Topology
 package final class FastRelay: Sendable {
     private let workers: [Worker]
 
-    /// `busyPoll`: how long a thread keeps looking for events after it has dealt with some, yielding the CPU
+    /// `busyPoll`: how long a thread keeps looking for events while a server owes an answer, yielding the CPU
     /// between looks, before it sleeps (`ProxySettings.relayBusyPoll`).
     package init(threads: Int, busyPoll: Duration = .zero, logger: Logger) {
         let busyPollNanoseconds =

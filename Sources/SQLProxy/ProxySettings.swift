@@ -21,11 +21,10 @@ public struct ProxySettings: Sendable {
     /// cores by default: the kernel's TCP work for the proxy's sockets needs the rest (measured on 2
     /// cores shared with the database: 1 thread costs 25% less CPU per query than 2).
     public var threads = max(1, System.coreCount / 2)
-    /// After a fast-relay thread has dealt with a batch of events it keeps looking for more this long,
-    /// yielding the CPU between looks, before it sleeps. Replies that come back within it skip a wake-up,
-    /// which on a busy machine costs the reply a wait for a CPU (measured on 2 cores: point selects at 4
-    /// and 16 clients gain 4-9 % tps, and p95 falls by up to a third). Costs CPU time only while other
-    /// work leaves a core idle, at most this much per batch; zero turns it off.
+    /// While a server owes one of its sessions an answer, a fast-relay thread that has dealt with its events
+    /// keeps looking for more this long, yielding the CPU between looks, before it sleeps: an answer that
+    /// comes back within it skips a wake-up, which on a busy machine costs the answer a wait for a CPU.
+    /// Costs CPU time nothing else wanted (runbooks/proxy.md, "Busy polling"); zero turns it off.
     public var relayBusyPoll: Duration = .microseconds(50)
     public var maxConnections = 1_000
     /// A client that has not finished logging in by then is disconnected.

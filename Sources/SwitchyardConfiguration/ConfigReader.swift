@@ -149,18 +149,18 @@ struct ConfigReader {
     static func parseDuration(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: " ")
         let units: [(String, Double)] = [("us", 1e-6), ("µs", 1e-6), ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
-            let number = trimmed.dropLast(suffix.count)
-            guard let value = Double(number), value >= 0, value.isFinite else { return nil }
-            return .nanoseconds(Int64((value * scale * 1e9).rounded()))
-        }
-        guard let seconds = Double(trimmed), seconds >= 0, seconds.isFinite else { return nil }
-        return .milliseconds(Int64((seconds * 1000).rounded()))
+        let (number, scale) =
+            units.first { trimmed.hasSuffix($0.0) }.map { (trimmed.dropLast($0.0.count), $0.1) } ?? (trimmed[...], 1)
+        // (Beyond a century is no duration anyone means, and would overflow the conversion.)
+        guard let value = Double(number), value >= 0, value * scale < 3.2e9 else { return nil }
+        return .nanoseconds(Int64((value * scale * 1e9).rounded()))
     }
 
     static func format(_ duration: Duration) -> String {
         let nanoseconds = duration.components.attoseconds / 1_000_000_000
-        if nanoseconds % 1_000_000 != 0 { return "\(duration.components.seconds * 1_000_000 + nanoseconds / 1000)us" }
+        if nanoseconds % 1_000_000 != 0 {
+            return "\(duration.components.seconds * 1_000_000 + nanoseconds / 1000)us"
+        }
         let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
         if millis % 60_000 == 0 && millis >= 60_000 { return "\(millis / 60_000)m" }
         if millis % 1000 == 0 { return "\(millis / 1000)s" }

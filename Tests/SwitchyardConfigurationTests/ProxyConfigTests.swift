@@ -96,6 +96,10 @@ struct ProxyConfigTests {
         #expect(try parse("proxy:\n  relay_busy_poll: 50µs\n").proxy?.relayBusyPoll == .microseconds(50))
         #expect(try parse("proxy:\n  relay_busy_poll: 0.25ms\n").proxy?.relayBusyPoll == .microseconds(250))
         #expect(try parse("proxy:\n  relay_busy_poll: 0\n").proxy?.relayBusyPoll == .zero)
+        // Absurd numbers are an error naming the key, never a crash converting them.
+        for absurd in ["1e30s", "1e300us", "inf", "nan", "-1ms"] {
+            #expect(issues("proxy:\n  relay_busy_poll: \(absurd)\n").contains { $0.path == "proxy.relay_busy_poll" })
+        }
     }
 
     @Test("Problems are reported with their key paths")
