@@ -24,12 +24,7 @@ package final class FastRelay: Sendable {
     /// `busyPoll`: how long a thread keeps looking for events while a server owes an answer, yielding the CPU
     /// between looks, before it sleeps (`ProxySettings.relayBusyPoll`).
     package init(threads: Int, busyPoll: Duration = .zero, logger: Logger) {
-        let busyPollNanoseconds =
-            Int(busyPoll.components.seconds) * 1_000_000_000
-            + Int(busyPoll.components.attoseconds / 1_000_000_000)
-        workers = (0..<max(1, threads)).map { _ in
-            Worker(busyPollNanoseconds: max(0, busyPollNanoseconds), logger: logger)
-        }
+        workers = (0..<max(1, threads)).map { _ in Worker(busyPoll: TimeAmount(busyPoll), logger: logger) }
         for worker in workers { worker.start() }
     }
 
@@ -130,7 +125,7 @@ private final class Worker: @unchecked Sendable {
     }
 
     private let logger: Logger
-    private let busyPollNanoseconds: Int
+    private let busyPoll: TimeAmount
     private let epoll: Int32
     private let wake: Int32
     /// Messages for the thread; nil once it has stopped.
@@ -153,9 +148,9 @@ private final class Worker: @unchecked Sendable {
     static let wakeToken: UInt64 = 1
     static let backendBit: UInt = 1
 
-    init(busyPollNanoseconds: Int, logger: Logger) {
+    init(busyPoll: TimeAmount, logger: Logger) {
         self.logger = logger
-        self.busyPollNanoseconds = busyPollNanoseconds
+        self.busyPoll = busyPoll
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         wake = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
         var event = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: Self.wakeToken))
@@ -230,26 +225,20 @@ private final class Worker: @unchecked Sendable {
     }
 
     /// Waits for events. With busy polling, while a server owes an answer, it first looks again for up to
-    /// `busyPollNanoseconds`, yielding the CPU to anything else runnable between looks: an answer that comes
+    /// `busyPoll`, yielding the CPU to anything else runnable between looks: an answer that comes
     /// back meanwhile is relayed without the thread going to sleep and waiting to be scheduled again, and the
     /// looks use only CPU time nothing else wanted. (Not while only clients are to speak next: their next
     /// command may be a long time coming.)
     private func nextEvents(_ events: UnsafeMutablePointer<epoll_event>, capacity: Int32) -> Int32 {
-        if busyPollNanoseconds > 0, sessionsAwaitingAnswers > 0 {
-            let deadline = Self.monotonicNanoseconds() + busyPollNanoseconds
+        if busyPoll > .zero, sessionsAwaitingAnswers > 0 {
+            let deadline = NIODeadline.now() + busyPoll
             repeat {
                 let count = epoll_wait(epoll, events, capacity, 0)
                 if count != 0 { return count }
                 sched_yield()
-            } while Self.monotonicNanoseconds() < deadline
+            } while NIODeadline.now() < deadline
         }
         return epoll_wait(epoll, events, capacity, -1)
-    }
-
-    private static func monotonicNanoseconds() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return now.tv_sec * 1_000_000_000 + now.tv_nsec
     }
 
     private func readInbox() {

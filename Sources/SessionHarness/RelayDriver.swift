@@ -148,6 +148,8 @@ package enum RelayDriver {
         let returned = DispatchSemaphore(value: 0)
         var capabilities: CapabilityFlags = [.protocol41, .secureConnection, .pluginAuth, .transactions]
         if options.deprecateEOF { capabilities.insert(.deprecateEOF) }
+        // (Not `guard let made = …`: that binding would hold the session to the end of the function, and the
+        // check below that the relay lets go of it would fail in debug builds.)
         var session: RelayedSession?
         let (clientEnd, serverEnd): (Int32, Int32)
         if let made = sessionOnSocketPairs(
