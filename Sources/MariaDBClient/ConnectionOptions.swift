@@ -75,9 +75,4 @@ extension Duration {
         let seconds = parts.seconds + (parts.attoseconds > 0 ? 1 : 0)
         return UInt32(clamping: max(seconds, 1))
     }
-
-    var nanoseconds: Int64 {
-        let parts = components
-        return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
-    }
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+import Topology
 
 /// One connection to a MariaDB server through libmariadb, with an async API.
 ///
@@ -129,7 +130,7 @@ public final class MariaDBConnection: Sendable {
                 self.phase.withLock { $0 = broken ? .closed : .idle }
                 waiting?.resume(returning: outcome)
             }
-            let nanoseconds = max(deadline.nanoseconds, 0)
+            let nanoseconds = max(deadline.wholeNanoseconds, 0)
             DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds))) {
                 slot.take()?.resume(
                     returning: .failure(

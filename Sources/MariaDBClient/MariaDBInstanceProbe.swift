@@ -94,7 +94,6 @@ public final class MariaDBInstanceProbe: InstanceProbe {
                 throw MariaDBError(code: .query, message: error.description, server: "")
             }
         }
-        let parts = roundTrip.components
         return InstanceState(
             version: version,
             flavor: ServerFlavor(version: version, versionComment: row["version_comment"] ?? ""),
@@ -107,7 +106,7 @@ public final class MariaDBInstanceProbe: InstanceProbe {
             binlog: binlog,
             replication: replication,
             heartbeat: heartbeat,
-            roundTripMicros: parts.seconds * 1_000_000 + parts.attoseconds / 1_000_000_000_000
+            roundTripMicros: roundTrip.wholeMicroseconds
         )
     }
 }

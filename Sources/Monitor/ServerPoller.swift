@@ -34,10 +34,10 @@ public struct ServerPoller: Sendable {
         } catch {
             result = .unreachable(reason: "\(error)")
         }
-        let elapsed = (clock.now - start).components
+        let elapsed = clock.now - start
         let observation = Observation(
             server: probe.server, observedAtMicros: startedAt,
-            durationMicros: elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000, result: result)
+            durationMicros: elapsed.wholeMicroseconds, result: result)
         if case .unreachable(let reason) = result {
             logger.debug("probe failed", metadata: [LogKey.server: "\(probe.server.name)", LogKey.error: "\(reason)"])
         }

@@ -32,8 +32,7 @@ public actor TopologyStore {
         heartbeatInterval: Duration = .milliseconds(250),
         metrics: MonitorMetrics? = nil
     ) {
-        let interval = heartbeatInterval.components
-        self.heartbeatStaleAfterMicros = 4 * (interval.seconds * 1_000_000 + interval.attoseconds / 1_000_000_000_000)
+        self.heartbeatStaleAfterMicros = 4 * heartbeatInterval.wholeMicroseconds
         self.cluster = cluster
         self.servers = servers
         self.lagWindowLength = lagWindow

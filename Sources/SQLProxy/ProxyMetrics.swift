@@ -2,6 +2,7 @@ public import CoreMetrics
 import MySQLWire
 import NIOConcurrencyHelpers
 import Synchronization
+import Topology
 
 /// The proxy's counters: exported through swift-metrics (Prometheus at `/metrics`) and kept as plain
 /// totals for `switchyard status`. Per-command counters are made once, so the hot path never looks up a
@@ -122,8 +123,7 @@ public final class ProxyMetrics: Sendable {
     }
 
     func backendConnected(after duration: Duration) {
-        connectTime.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        connectTime.recordNanoseconds(duration.wholeNanoseconds)
     }
 
     public func totals() -> Totals {

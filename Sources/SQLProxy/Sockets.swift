@@ -1,5 +1,6 @@
 import CLinuxEvents
 import NIOConcurrencyHelpers
+import Topology
 
 #if canImport(Glibc)
     import Glibc
@@ -70,8 +71,7 @@ enum Sockets {
     /// Waits for a non-blocking connect; returns the errno it failed with, or nil once connected.
     private static func waitForConnection(_ fd: Int32, timeout: Duration) -> Int32? {
         var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        let (seconds, attoseconds) = timeout.components
-        let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: timeout.wholeMilliseconds)
         let ready = poll(&poller, 1, max(1, milliseconds))
         if ready == 0 { return ETIMEDOUT }
         if ready < 0 { return errno }

@@ -1,3 +1,4 @@
+import Topology
 import Yams
 
 /// Walks a YAML node tree, collecting every problem with its key path instead of stopping at the first.
@@ -157,11 +158,8 @@ struct ConfigReader {
     }
 
     static func format(_ duration: Duration) -> String {
-        let nanoseconds = duration.components.attoseconds / 1_000_000_000
-        if nanoseconds % 1_000_000 != 0 {
-            return "\(duration.components.seconds * 1_000_000 + nanoseconds / 1000)us"
-        }
-        let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        if duration.wholeMicroseconds % 1000 != 0 { return "\(duration.wholeMicroseconds)us" }
+        let millis = duration.wholeMilliseconds
         if millis % 60_000 == 0 && millis >= 60_000 { return "\(millis / 60_000)m" }
         if millis % 1000 == 0 { return "\(millis / 1000)s" }
         return "\(millis)ms"

@@ -21,8 +21,7 @@ public struct LagWindow: Sendable {
     private var head = 0
 
     public init(window: Duration) {
-        let parts = window.components
-        self.windowMicros = parts.seconds * 1_000_000 + parts.attoseconds / 1_000_000_000_000
+        self.windowMicros = window.wholeMicroseconds
     }
 
     /// Adds a sample and drops those older than the window (relative to this sample's time).
