@@ -87,14 +87,14 @@ public final class ProxyMetrics: Sendable {
     /// A client logged in (counted per user and per TLS version).
     func loggedIn(user: String, tlsVersion: String) {
         connectionsTotal.add(1, ordering: .relaxed)
-        counter("switchyard_proxy_connections_total", ("tls_version", tlsVersion)).increment()
+        counter("switchyard_proxy_connections_total", [("tls_version", tlsVersion)]).increment()
         let label = labelledUsers.withLockedValue { users -> String in
             if users.contains(user) { return user }
             guard users.count < Self.maxUserLabels else { return Self.otherUsersLabel }
             users.insert(user)
             return user
         }
-        counter("switchyard_proxy_user_connections_total", ("user", label)).increment()
+        counter("switchyard_proxy_user_connections_total", [("user", label)]).increment()
     }
 
     func failedLogin() {
@@ -119,7 +119,7 @@ public final class ProxyMetrics: Sendable {
 
     func error(_ errno: UInt16) {
         errorsTotal.add(1, ordering: .relaxed)
-        counter("switchyard_proxy_errors_total", ("errno", String(errno))).increment()
+        counter("switchyard_proxy_errors_total", [("errno", String(errno))]).increment()
     }
 
     func backendConnected(after duration: Duration) {
@@ -145,37 +145,40 @@ public final class ProxyMetrics: Sendable {
 
     /// A session whose server connection went away between statements: moved to a new one, or ended.
     func sessionMove(moved: Bool) {
-        if moved {
-            sessionsMoved.add(1, ordering: .relaxed)
-        } else {
-            sessionsNotMoved.add(1, ordering: .relaxed)
-        }
-        counter("switchyard_proxy_session_moves_total", ("result", moved ? "moved" : "ended")).increment()
+        count(
+            moved, sessionsMoved, else: sessionsNotMoved,
+            "switchyard_proxy_session_moves_total", [("result", moved ? "moved" : "ended")])
     }
 
     /// A session handed to the fast relay, or given back to SwiftNIO.
     func fastRelay(handedOver: Bool) {
-        if handedOver {
-            fastRelayHandovers.add(1, ordering: .relaxed)
-        } else {
-            fastRelayReturns.add(1, ordering: .relaxed)
-        }
-        counter("switchyard_proxy_fast_relay_total", ("event", handedOver ? "handed_over" : "returned")).increment()
+        count(
+            handedOver, fastRelayHandovers, else: fastRelayReturns,
+            "switchyard_proxy_fast_relay_total", [("event", handedOver ? "handed_over" : "returned")])
     }
 
     /// A TLS hop after login: switched to the fast path, or kept on NIOSSL.
     func tlsFastPath(hop: String, active: Bool) {
-        if active {
-            tlsFastPathHops.add(1, ordering: .relaxed)
-        } else {
-            tlsFastPathUnavailable.add(1, ordering: .relaxed)
-        }
-        counter(
-            "switchyard_proxy_tls_fast_path_total", ("hop", hop), ("result", active ? "active" : "unavailable")
-        ).increment()
+        count(
+            active, tlsFastPathHops, else: tlsFastPathUnavailable,
+            "switchyard_proxy_tls_fast_path_total", [("hop", hop), ("result", active ? "active" : "unavailable")])
     }
 
-    private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {
+    /// An event with two outcomes: the outcome's total for `switchyard status`, and the labelled counter.
+    private func count(
+        _ outcome: Bool, _ whenTrue: borrowing Synchronization.Atomic<Int>,
+        else whenFalse: borrowing Synchronization.Atomic<Int>,
+        _ label: String, _ dimensions: [(String, String)]
+    ) {
+        if outcome {
+            whenTrue.add(1, ordering: .relaxed)
+        } else {
+            whenFalse.add(1, ordering: .relaxed)
+        }
+        counter(label, dimensions).increment()
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = ([label] + dimensions.map(\.1)).joined(separator: "\u{0}")
         return keyed.withLockedValue { counters in
             if let counter = counters[key] { return counter }
