@@ -10,7 +10,8 @@ package import NIOCore
 /// `LAST_INSERT_ID(expr)`, `COM_SET_OPTION` and anything unrecognised all pin it. `INSERT` and `REPLACE` do
 /// not: the only state they leave is `LAST_INSERT_ID()`, and after a move a statement that reads it ends
 /// the session (`lastInsertIDLost`) rather than getting another value. Prepared statements by protocol are
-/// prepared again on the new connection (`PreparedStatements`). An open transaction or autocommit off
+/// prepared again on the new connection (`PreparedStatements`); their text is judged like a query's when
+/// it is prepared, as if it had run then. An open transaction or autocommit off
 /// (from the server's status flags, not guessed from SQL) holds the session only while it lasts.
 /// `COM_RESET_CONNECTION` and a successful `COM_CHANGE_USER` make it portable again. Some state is
 /// replayed instead: `COM_INIT_DB` and `USE name` as the login's database, and `SET` statements that give
@@ -85,9 +86,23 @@ package struct SessionPortability: Sendable, Hashable {
             }
         case .ping, .statistics, .processInfo, .processKill, .fieldList, .debug, .sleep, .time, .quit:
             break
-        case .statementPrepare, .statementExecute, .statementSendLongData, .statementClose, .statementReset,
-            .statementFetch, .statementBulkExecute:
-            break  // prepared again on a move; what cannot be is `PreparedStatements.obstacle`
+        case .statementPrepare:
+            // Prepared again on a move. What running it leaves behind is taken as soon as it is prepared
+            // (which execute runs which statement is not followed): as if it had run.
+            guard pinnedBy == nil else { break }
+            switch StatementClassifier.classify(payload) {
+            case .stateless:
+                break
+            case .insert:
+                inserted = true
+            case .useDatabase, .setting:
+                pinnedBy = "a prepared USE or SET statement (its values come with each execute)"
+            case .pins(let reason):
+                pinnedBy = reason + " (prepared)"
+            }
+        case .statementExecute, .statementSendLongData, .statementClose, .statementReset, .statementFetch,
+            .statementBulkExecute:
+            break  // what cannot follow the session is `PreparedStatements.obstacle`
         default:
             if pinnedBy == nil { pinnedBy = "command \(command)" }
         }

@@ -67,17 +67,19 @@ struct LongSession {
 
     /// A Perl (DBD::MariaDB) session with server-side prepared statements: it prepares `SELECT @@port, ? + 1`
     /// and executes it once; each round N then executes it with N and prepares, executes and closes
-    /// `SELECT ? * 10`, logging `ran N <port> <N+1> <N*10>`.
-    static func startPrepared(_ proxy: ProxyFixture) throws -> LongSession {
+    /// `SELECT ? * 10`, logging `ran N <port> <N+1> <N*10>`. `mode` `prepared-variable` first sets a user
+    /// variable with a prepared `SET @x = ?`; `prepared-inserted` first runs a prepared `INSERT` into
+    /// `appdb.inserted`, and from round 2 on prepares and runs `SELECT LAST_INSERT_ID()` instead.
+    static func startPrepared(_ proxy: ProxyFixture, mode: String = "prepared") throws -> LongSession {
         let directory = proxy.cluster.manifest.directory
-        let (log, go) = ("\(directory)/session-prepared.log", "\(directory)/go-prepared")
+        let (log, go) = ("\(directory)/session-\(mode).log", "\(directory)/go-\(mode)")
         let pid = try ChildProcess.launch(
             "/usr/bin/perl",
             [
                 "-e",
                 #"""
                 use strict; use warnings; use DBI; $| = 1;
-                my ($port, $password, $ca, $go) = @ARGV;
+                my ($port, $password, $ca, $go, $mode) = @ARGV;
                 my $dbh = DBI->connect(
                     "DBI:MariaDB:database=appdb;host=127.0.0.1;port=$port;mariadb_ssl=1;"
                     . "mariadb_ssl_verify_server_cert=1;mariadb_ssl_ca_file=$ca", 'app', $password,
@@ -85,11 +87,21 @@ struct LongSession {
                       mariadb_server_prepare_disable_fallback => 1 });
                 my $kept = $dbh->prepare('SELECT @@port, ? + 1');
                 $kept->execute(0); $kept->fetchrow_array; $kept->finish;
+                my %opening = ('prepared-variable' => ['SET @x = ?', 5],
+                               'prepared-inserted' => ['INSERT INTO appdb.inserted (v) VALUES (?)', 2]);
+                if (my $first = $opening{$mode}) {
+                    my $statement = $dbh->prepare($first->[0]); $statement->execute($first->[1]); $statement->finish;
+                }
                 print "connected\n";
                 for my $n (1 .. 9) {
                     until (-e "$go.$n") { exit 0 if -e "$go.quit"; select(undef, undef, undef, 0.02); }
                     print "started $n\n";
                     my $ok = eval {
+                        if ($mode eq 'prepared-inserted' && $n >= 2) {
+                            my $last = $dbh->prepare('SELECT LAST_INSERT_ID()'); $last->execute;
+                            my ($id) = $last->fetchrow_array; $last->finish;
+                            print "ran $n $id\n"; return 1;
+                        }
                         $kept->execute($n); my @row = $kept->fetchrow_array; $kept->finish;
                         my $new = $dbh->prepare('SELECT ? * 10'); $new->execute($n);
                         my ($tens) = $new->fetchrow_array; $new->finish; undef $new;
@@ -98,7 +110,7 @@ struct LongSession {
                     if (!$ok) { print "error $n ", ($dbh->err // 0), " $@\n"; last; }
                 }
                 """#,
-                "\(proxy.port)", try proxy.appPassword, proxy.cluster.manifest.caFile, go,
+                "\(proxy.port)", try proxy.appPassword, proxy.cluster.manifest.caFile, go, mode,
             ], logFile: log)
         return LongSession(pid: pid, log: log, go: go)
     }
@@ -161,7 +173,10 @@ extension IntegrationTests {
                 let sessions =
                     try ["portable", "variable", "autocommit-off", "settings", "inserted"].map {
                         try LongSession.start(proxy, mode: $0)
-                    } + [LongSession.startPrepared(proxy)]
+                    }
+                    + ["prepared", "prepared-variable", "prepared-inserted"].map {
+                        try LongSession.startPrepared(proxy, mode: $0)
+                    }
                 defer { sessions.forEach { $0.stop() } }
                 for session in sessions {
                     try await poll("\(session.log) is connected", deadline: .seconds(10)) { session.said("connected") }
@@ -199,8 +214,15 @@ extension IntegrationTests {
                 sessions[5].go(2)
                 try await sessions[5].waitForAnswer(2)
                 #expect(sessions[5].said("ran 2 \(s2) 3 20"), "\(sessions[5].output)")
+                // The same through prepared statements: a prepared SET of a user variable pins the session;
+                // a prepared INSERT lets it move and loses LAST_INSERT_ID(), so reading it ends the session.
+                #expect(sessions[6].said("error 1 1927"), "\(sessions[6].output)")
+                #expect(sessions[7].said("ran 1 \(s2) 2 10"), "\(sessions[7].output)")
+                sessions[7].go(2)
+                try await sessions[7].waitForAnswer(2)
+                #expect(sessions[7].said("error 2 1927"), "\(sessions[7].output)")
                 let totals = try #require(proxy.controller.proxy).metrics.totals()
-                #expect(totals.sessionsMoved == 4 && totals.sessionsNotMoved == 2, "\(totals)")
+                #expect(totals.sessionsMoved == 5 && totals.sessionsNotMoved == 3, "\(totals)")
             }
         }
     }
@@ -262,6 +284,30 @@ extension IntegrationTests {
                 }
                 let totals = try #require(proxy.controller.proxy).metrics.totals()
                 #expect(totals.sessionsMoved == 2, "\(totals)")
+            }
+        }
+    }
+
+    @Test(
+        "Proxy: with no primary to reach, a session's next statement waits proxy.failover_hold, then ends with 1927"
+    )
+    func proxyFailoverHoldExpires() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster, { $0.proxy?.failoverHold = .seconds(1) }) { proxy in
+                let s1 = cluster.instance("s1")
+                let portable = try LongSession.start(proxy, mode: "portable")
+                defer { portable.stop() }
+                try await poll("\(portable.log) is connected", deadline: .seconds(10)) { portable.said("connected") }
+                #expect(ProcessControl.signal(s1.pid, SIGKILL, marker: s1.defaultsFile))
+                try await poll("the proxy saw the connection go", deadline: .seconds(10)) {
+                    try #require(proxy.controller.proxy).state.allSessions().allSatisfy { $0.backend == nil }
+                }
+                let started = ContinuousClock.now
+                portable.go(1)
+                try await portable.waitForAnswer(1, deadline: .seconds(15))
+                let waited = ContinuousClock.now - started
+                #expect(portable.said("error 1 1927"), "\(portable.output)")
+                #expect(waited >= .milliseconds(900), "answered before the hold was over: \(waited)")
             }
         }
     }

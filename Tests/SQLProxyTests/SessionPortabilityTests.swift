@@ -120,6 +120,42 @@ import Testing
         #expect(session.refusal(.query, payload: reads) == nil, "a reset clears it")
     }
 
+    @Test("A statement prepared by protocol counts as run: state it may leave pins, an INSERT loses LAST_INSERT_ID()")
+    func preparedStatements() {
+        func prepare(_ sql: String) -> ByteBuffer {
+            var payload = ByteBuffer()
+            payload.writeInteger(Command.statementPrepare.rawValue)
+            payload.writeString(sql)
+            return payload
+        }
+        for sql in [
+            "SET @v = ?", "SET SESSION sql_mode = ?", "CREATE TEMPORARY TABLE t (a INT)", "SELECT GET_LOCK(?, 0)",
+            "LOCK TABLES t WRITE", "SELECT c INTO @v FROM t WHERE id = ?", "SELECT NEXTVAL(s)", "USE appdb",
+        ] {
+            var session = SessionPortability()
+            session.commandSent(.statementPrepare, payload: prepare(sql))
+            session.responseFinished(status: autocommit)
+            #expect(session.obstacle != nil, "\(sql)")
+        }
+        var pinned = SessionPortability()
+        pinned.commandSent(.statementPrepare, payload: prepare("SELECT GET_LOCK(?, 0)"))
+        #expect(pinned.obstacle == "get_lock in a statement (prepared)")
+
+        var session = SessionPortability()
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id = ?", "UPDATE t SET c = ? WHERE id = ?", "DELETE FROM t WHERE id = ?",
+        ] {
+            session.commandSent(.statementPrepare, payload: prepare(sql))
+            session.responseFinished(status: autocommit)
+        }
+        #expect(session.obstacle == nil && !session.inserted)
+        session.commandSent(.statementPrepare, payload: prepare("INSERT INTO t (c) VALUES (?)"))
+        session.responseFinished(status: autocommit)
+        #expect(session.obstacle == nil && session.inserted, "an INSERT alone does not pin")
+        session.moved()
+        #expect(session.refusal(.query, payload: query("SELECT LAST_INSERT_ID()")) != nil)
+    }
+
     @Test("A pin lasts until COM_RESET_CONNECTION is answered OK or the user changes")
     func pinsAndResets() {
         var session = SessionPortability()
