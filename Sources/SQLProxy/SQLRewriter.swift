@@ -36,13 +36,15 @@ package enum SQLRewriter {
         else { return .unchanged }
         var replacements: [(Range<Int>, [UInt8])] = []
         let tokens = tokenize(text)
-        if let target = killStatementTarget(tokens, text) {
+        // Every statement of a multi-statement query: `SELECT 1; KILL 7` must not kill server thread 7.
+        for start in statementStarts(tokens, text) {
+            guard let target = killStatementTarget(tokens, text, from: start) else { continue }
             let id: UInt32?
             switch target {
             case .number(let range): id = UInt32(String(decoding: text[range], as: UTF8.self))
             case .connectionID: id = connectionID
             }
-            guard let id else { return .unchanged }
+            guard let id else { continue }  // (no such id: the server says so)
             guard let thread = killTarget(id) else { return .refused }
             replacements.append((target.range, Array(String(thread).utf8)))
         }
@@ -95,10 +97,19 @@ package enum SQLRewriter {
         }
     }
 
-    /// The thread id of a leading `KILL [HARD|SOFT] [CONNECTION|QUERY] n` (not `KILL QUERY ID n`, which
-    /// names a query id, and not `KILL USER name`).
-    static func killStatementTarget(_ tokens: [Token], _ text: [UInt8]) -> KillTarget? {
-        var index = 0
+    /// The first token of each statement: the first, and each after a `;`.
+    static func statementStarts(_ tokens: [Token], _ text: [UInt8]) -> [Int] {
+        var starts = tokens.isEmpty ? [] : [0]
+        for (index, token) in tokens.enumerated() where index + 1 < tokens.count && token.kind == .symbol {
+            if text[token.range.lowerBound] == UInt8(ascii: ";") { starts.append(index + 1) }
+        }
+        return starts
+    }
+
+    /// The thread id of a `KILL [HARD|SOFT] [CONNECTION|QUERY] n` statement starting at token `start` (not
+    /// `KILL QUERY ID n`, which names a query id, and not `KILL USER name`).
+    static func killStatementTarget(_ tokens: [Token], _ text: [UInt8], from start: Int = 0) -> KillTarget? {
+        var index = start
         func word(_ expected: StaticString) -> Bool {
             guard index < tokens.count, tokens[index].kind == .word,
                 SQLLexer.equalsIgnoringCase(text[tokens[index].range], expected)

@@ -1254,9 +1254,27 @@ static int is_connection_lost(unsigned int err)
            err == 1927 || err == 1053;
 }
 
+/* The connection was killed: a query on it reports a lost connection. */
+static int expect_killed(MYSQL *victim, const char *how)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        if (mysql_query(victim, "SELECT 15") != 0)
+            break;
+        MYSQL_RES *res = mysql_store_result(victim);
+        if (res)
+            mysql_free_result(res);
+        sleep_ms(100); /* the kill may land a moment after its OK */
+    }
+    if (mysql_errno(victim) == 0)
+        return failf("%s: the killed connection still answers queries after 5 s", how);
+    if (!is_connection_lost(mysql_errno(victim)))
+        return fail_conn(victim, how);
+    return 0;
+}
+
 static int check_kill_query(MYSQL *conn)
 {
-    MYSQL *killer = open_conn(0), *victim = NULL;
+    MYSQL *killer = open_conn(0), *victim = NULL, *multi = NULL;
     if (!killer)
         return -1;
     int rc = -1;
@@ -1307,25 +1325,45 @@ static int check_kill_query(MYSQL *conn)
     if (expect_int(conn, "SELECT 13", 13))
         goto out;
 
-    /* KILL CONNECTION ends a third, idle connection. */
-    victim = open_conn(0);
-    if (!victim)
+    /* KILL CONNECTION ends a third, idle connection; so do COM_PROCESS_KILL
+     * (mysql_kill) and a KILL that is one statement of a multi-statement
+     * query. Each names the proxy's id, which the proxy maps: sent unmapped,
+     * it would name some other server thread and the victim would live on. */
+    multi = open_conn(CONNECT_MULTI_STATEMENTS);
+    if (!multi)
         goto out;
-    if (expect_int(victim, "SELECT 14", 14) ||
-        execf(killer, "KILL %lu", mysql_thread_id(victim)))
-        goto out;
-    sleep_ms(200);
-    if (mysql_query(victim, "SELECT 15") == 0) {
-        MYSQL_RES *res = mysql_store_result(victim);
-        if (res) {
-            mysql_free_result(res);
-            failf("killed connection still answers queries");
+    for (int way = 0; way < 3; way++) {
+        victim = open_conn(0);
+        if (!victim || expect_int(victim, "SELECT 14", 14))
+            goto out;
+        unsigned long id = mysql_thread_id(victim);
+        if (way == 0 && execf(killer, "KILL %lu", id))
+            goto out;
+        if (way == 1 && mysql_kill(killer, id)) {
+            fail_conn(killer, "mysql_kill (COM_PROCESS_KILL)");
             goto out;
         }
-    }
-    if (!is_connection_lost(mysql_errno(victim))) {
-        fail_conn(victim, "query on killed connection should report a lost connection");
-        goto out;
+        if (way == 2) {
+            char both[128];
+            snprintf(both, sizeof both, "SELECT 1; KILL %lu", id);
+            if (mysql_query(multi, both)) {
+                fail_conn(multi, both);
+                goto out;
+            }
+            do {
+                MYSQL_RES *res = mysql_store_result(multi);
+                if (res)
+                    mysql_free_result(res);
+            } while (mysql_next_result(multi) == 0);
+            if (mysql_errno(multi)) {
+                fail_conn(multi, both);
+                goto out;
+            }
+        }
+        if (expect_killed(victim, way == 0 ? "KILL" : way == 1 ? "mysql_kill" : "KILL in a multi-statement query"))
+            goto out;
+        mysql_close(victim);
+        victim = NULL;
     }
     if (expect_int(killer, "SELECT 16", 16))
         goto out;
@@ -1334,6 +1372,8 @@ out:
     mysql_close(killer);
     if (victim)
         mysql_close(victim);
+    if (multi)
+        mysql_close(multi);
     return rc;
 }
 

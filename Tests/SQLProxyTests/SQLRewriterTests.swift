@@ -111,6 +111,23 @@ import Testing
         #expect(rewrite("KILL 5", kill: { _ in nil }) == nil)
     }
 
+    @Test("A KILL in any statement of a multi-statement query is mapped; the first unknown id refuses the query")
+    func killInMultiStatements() {
+        #expect(rewrite("SELECT 1; KILL 7") == "SELECT 1; KILL 1007")
+        #expect(rewrite("DO 1;KILL QUERY 5; kill 6;") == "DO 1;KILL QUERY 1005; kill 1006;")
+        #expect(rewrite("SELECT 1; /* c */ KILL HARD 8") == "SELECT 1; /* c */ KILL HARD 1008")
+        #expect(rewrite("SELECT 1; SELECT 'x; KILL 5'") == "SELECT 1; SELECT 'x; KILL 5'")
+        #expect(rewrite("SELECT 1; KILL CONNECTION_ID()") == "SELECT 1; KILL 1077")
+        #expect(rewrite("SELECT 1, KILL 5") == "SELECT 1, KILL 5", "not a statement of its own")
+        var asked: [UInt32] = []
+        let refused = rewrite("KILL 1; KILL 2; KILL 3") { id in
+            asked.append(id)
+            return id == 2 ? nil : id + 1000
+        }
+        #expect(refused == nil)
+        #expect(asked == [1, 2], "stops at the first unknown id (answered by the caller)")
+    }
+
     @Test("Keywords match in any case, and only as whole words")
     func keywordCase() {
         #expect(rewrite("Kill Soft Query 5") == "Kill Soft Query 1005")
