@@ -61,6 +61,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     _ = try? Packets.HandshakeResponse41.decode(bytes, serverCapabilities: capabilities)
     _ = try? Packets.OKPacket.decode(bytes, capabilities: capabilities)
     _ = try? Packets.ErrorPacket.decode(bytes, capabilities: capabilities)
+    _ = try? Packets.EOFPacket.decode(bytes, capabilities: capabilities)
     _ = Packets.AuthSwitchRequest.decode(bytes)
 
     var machine = ServerHandshakeStateMachine(

@@ -60,6 +60,33 @@ struct PacketTests {
         }
     }
 
+    @Test("EOF packets carry warnings and status; a 0xFE packet of 9 bytes or more is not one")
+    func eofPacket() throws {
+        let packet = Packets.EOFPacket(warnings: 2, status: [.autocommit, .moreResultsExist])
+        var buffer = ByteBuffer()
+        packet.encode(into: &buffer, capabilities: [.protocol41])
+        #expect(Array(buffer.readableBytesView) == [0xFE, 0x02, 0x00, 0x0A, 0x00])
+        #expect(try Packets.EOFPacket.decode(buffer, capabilities: [.protocol41]) == packet)
+
+        var old = ByteBuffer()
+        packet.encode(into: &old, capabilities: [])
+        #expect(Array(old.readableBytesView) == [0xFE], "before protocol 4.1: the header alone")
+        #expect(try Packets.EOFPacket.decode(old, capabilities: []) == Packets.EOFPacket(warnings: 0, status: []))
+
+        // A row whose first value has an 8-byte length, or an OK packet with the 0xFE header: not an EOF.
+        var ok = ByteBuffer()
+        Packets.OKPacket(info: String(repeating: "x", count: 4)).encode(
+            into: &ok, capabilities: [.protocol41], header: 0xFE)
+        #expect(!Packets.EOFPacket.isEOF(ok) && ok.readableBytes >= 9)
+        #expect(throws: Packets.EOFPacket.DecodeError.notAnEOFPacket) {
+            _ = try Packets.EOFPacket.decode(
+                ByteBuffer(bytes: [UInt8(0xFE)] + [UInt8](repeating: 0, count: 8)), capabilities: [])
+        }
+        #expect(throws: Packets.EOFPacket.DecodeError.truncated) {
+            _ = try Packets.EOFPacket.decode(ByteBuffer(bytes: [0xFE, 0x01]), capabilities: [.protocol41])
+        }
+    }
+
     @Test("capabilities negotiate to the intersection, MariaDB's extended bits included")
     func capabilities() {
         let server: CapabilityFlags = [.protocol41, .ssl, .compress, .mariaDBStatementBulkOperations]

@@ -52,6 +52,7 @@ struct RandomInputTests {
                 ])
             _ = try? Packets.OKPacket.decode(payload, capabilities: [.protocol41, .sessionTrack])
             _ = try? Packets.ErrorPacket.decode(payload, capabilities: [.protocol41])
+            _ = try? Packets.EOFPacket.decode(payload, capabilities: [.protocol41])
             _ = Packets.AuthSwitchRequest.decode(payload)
             _ = Packets.HandshakeResponse41.isSSLRequest(payload)
         }
