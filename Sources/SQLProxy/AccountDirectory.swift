@@ -2,7 +2,8 @@ public import Topology
 
 /// The accounts the proxy verifies clients against: read from the primary's `mysql.user` by the
 /// controller, refreshed on an interval and at once when a login does not match, so an account created
-/// or a password changed a moment ago works on the first try.
+/// or a password changed a moment ago works on the first try. Users with `configured` accounts are
+/// checked against those only (the config decides for them, whatever the primary holds).
 ///
 /// `refresh()` returns only after a read that started after the call has finished, so it never answers
 /// from a read older than the change the caller may be looking for. Concurrent callers share reads, and
@@ -12,6 +13,7 @@ public actor AccountDirectory {
     public typealias Loader = @Sendable () async throws -> [Account]
 
     private let loader: Loader
+    private let configured: [Account]
     private let minimumRefreshGap: Duration
     private let clock = ContinuousClock()
     private var accounts: [Account] = []
@@ -22,14 +24,19 @@ public actor AccountDirectory {
     private var inFlight: Task<Void, Never>?
     private var lastError: String?
 
-    public init(minimumRefreshGap: Duration = .milliseconds(20), loader: @escaping Loader) {
+    public init(
+        minimumRefreshGap: Duration = .milliseconds(20), configured: [Account] = [], loader: @escaping Loader
+    ) {
         self.loader = loader
+        self.configured = configured
         self.minimumRefreshGap = minimumRefreshGap
     }
 
     /// The account a login by `user` from `clientAddress` matches, from what is loaded now (loading
     /// first if nothing was loaded yet).
     public func match(user: String, clientAddress: String) async -> Account? {
+        let own = configured.filter { $0.user == user }
+        if !own.isEmpty { return AccountMatcher.match(user: user, clientAddress: clientAddress, in: own) }
         if !loaded { await refresh() }
         return AccountMatcher.match(user: user, clientAddress: clientAddress, in: accounts)
     }

@@ -231,9 +231,12 @@ extension Config {
             let names = reader.mappingKeys(users, "proxy.users")
             for (name, value) in names {
                 let path = "proxy.users.\(name)"
-                let userFields = reader.mapping(value, path, allowed: ["allowed_networks"])
-                proxy.userNetworks[name] = readNetworks(
-                    userFields["allowed_networks"], "\(path).allowed_networks", reader: &reader)
+                let userFields = reader.mapping(
+                    value, path, allowed: ["allowed_networks", "password_hash", "host", "require_tls"])
+                if let networks = userFields["allowed_networks"] {
+                    proxy.userNetworks[name] = readNetworks(networks, "\(path).allowed_networks", reader: &reader)
+                }
+                if let account = readAccount(name, userFields, path, reader: &reader) { proxy.accounts.append(account) }
             }
         }
         if let value = reader.duration(
@@ -253,6 +256,31 @@ extension Config {
             proxy.authThrottleWindow = value
         }
         return enabled ? proxy : nil
+    }
+
+    /// A user's account in the config: `password_hash` is what `mysql.user` stores for `mysql_native_password`
+    /// (`*` and 40 hex digits, as `SELECT PASSWORD('…')` shows), never the password itself.
+    private static func readAccount(
+        _ name: String, _ fields: [String: Node], _ path: String, reader: inout ConfigReader
+    ) -> Account? {
+        guard let hash = reader.string(fields["password_hash"], "\(path).password_hash") else {
+            for key in ["host", "require_tls"] where fields[key] != nil {
+                reader.fail("\(path).\(key)", "applies to an account defined here: add password_hash")
+            }
+            return nil
+        }
+        guard hash.count == 41, hash.first == "*", hash.dropFirst().allSatisfy(\.isHexDigit) else {
+            reader.fail(
+                "\(path).password_hash",
+                "expected '*' and 40 hex digits (mysql_native_password's stored hash, SELECT PASSWORD('…')), "
+                    + "not the password")
+            return nil
+        }
+        if name.isEmpty { reader.fail(path, "an account needs a user name") }
+        return Account(
+            user: name, host: reader.string(fields["host"], "\(path).host") ?? "%", plugin: "mysql_native_password",
+            authenticationString: hash.uppercased(),
+            requiresTLS: reader.bool(fields["require_tls"], "\(path).require_tls") ?? false)
     }
 
     private static func readNetworks(_ node: Node?, _ path: String, reader: inout ConfigReader) -> [CIDR] {

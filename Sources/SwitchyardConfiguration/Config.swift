@@ -136,6 +136,9 @@ extension Config {
         public var allowedNetworks: [CIDR] = []
         /// Per user name: networks that user may log in from.
         public var userNetworks: [String: [CIDR]] = [:]
+        /// Accounts defined in the config (`proxy.users.<name>.password_hash`): logins by these users are
+        /// checked against these, not the primary's `mysql.user`.
+        public var accounts: [Account] = []
         public var accountRefreshInterval: Duration = .seconds(30)
         /// Failed logins per user and client address within `authThrottleWindow` before further attempts
         /// are refused for the rest of the window; 0 (the default) never throttles.

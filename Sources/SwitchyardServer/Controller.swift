@@ -126,8 +126,9 @@ public struct Controller: Sendable {
             guard let primary = await store.primary() else { return nil }
             return ProxyService.Primary(server: primary.server, version: primary.state?.version)
         }
-        // The accounts come from the primary's mysql.user, read with the monitor account.
-        let accounts = AccountDirectory {
+        // The accounts come from the primary's mysql.user, read with the monitor account, except for the
+        // users the config defines.
+        let accounts = AccountDirectory(configured: proxy.accounts) {
             guard let primary = await currentPrimary() else {
                 throw StartupError(description: "no primary is known yet")
             }

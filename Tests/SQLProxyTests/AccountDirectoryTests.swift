@@ -29,6 +29,28 @@ import Topology
         #expect(await accounts.match(user: "a", clientAddress: "127.0.0.1")?.user == "a")
     }
 
+    @Test("Users defined in the config are matched against their entries only; others come from the primary")
+    func configured() async {
+        let source = Source()
+        source.accounts.withLock {
+            $0 = [
+                Account(user: "cfg", host: "%", plugin: "mysql_native_password", authenticationString: "*SERVER"),
+                Account(user: "app", host: "%", plugin: "mysql_native_password", authenticationString: "*APP"),
+            ]
+        }
+        let fromConfig = Account(
+            user: "cfg", host: "10.%", plugin: "mysql_native_password", authenticationString: "*CONFIG",
+            requiresTLS: true)
+        let accounts = AccountDirectory(configured: [fromConfig]) {
+            source.reads.add(1, ordering: .relaxed)
+            return source.accounts.withLock { $0 }
+        }
+        #expect(await accounts.match(user: "cfg", clientAddress: "10.1.2.3") == fromConfig)
+        #expect(source.reads.load(ordering: .relaxed) == 0, "no read of the primary for a configured user")
+        #expect(await accounts.match(user: "cfg", clientAddress: "192.168.1.1") == nil, "not the server's entry")
+        #expect(await accounts.match(user: "app", clientAddress: "192.168.1.1")?.authenticationString == "*APP")
+    }
+
     @Test("Concurrent refreshes share reads")
     func shared() async {
         let source = Source()

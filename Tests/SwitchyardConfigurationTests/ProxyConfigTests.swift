@@ -91,6 +91,44 @@ struct ProxyConfigTests {
         #expect(proxy.authThrottleMaxFailures == 5 && proxy.authThrottleWindow == .seconds(30))
     }
 
+    @Test("A user defined in the config: its mysql_native_password hash, host and require_tls; never a password")
+    func configuredAccounts() throws {
+        let hash = "*" + String(repeating: "ab12", count: 10)
+        let proxy = try #require(
+            try parse(
+                """
+                proxy:
+                  users:
+                    app: {allowed_networks: [10.0.0.0/8]}
+                    reporting: {password_hash: "\(hash)", host: "10.2.%", require_tls: true}
+                    batch: {password_hash: "\(hash)"}
+
+                """
+            ).proxy)
+        #expect(
+            proxy.accounts.sorted { $0.user < $1.user } == [
+                Account(
+                    user: "batch", host: "%", plugin: "mysql_native_password", authenticationString: hash.uppercased()),
+                Account(
+                    user: "reporting", host: "10.2.%", plugin: "mysql_native_password",
+                    authenticationString: hash.uppercased(), requiresTLS: true),
+            ])
+        #expect(proxy.userNetworks.keys.sorted() == ["app"], "no network limit where none is given")
+
+        let found = issues(
+            """
+            proxy:
+              users:
+                a: {password_hash: "secret"}
+                b: {password_hash: "*1234"}
+                c: {host: "%"}
+
+            """)
+        #expect(found.contains { $0.path == "proxy.users.a.password_hash" && $0.message.contains("40 hex digits") })
+        #expect(found.contains { $0.path == "proxy.users.b.password_hash" })
+        #expect(found.contains { $0.path == "proxy.users.c.host" && $0.message.contains("password_hash") })
+    }
+
     @Test("Durations below a millisecond keep their precision: microseconds, or fractions of a millisecond")
     func microsecondDurations() throws {
         #expect(try parse("proxy:\n  relay_busy_poll: 50µs\n").proxy?.relayBusyPoll == .microseconds(50))
