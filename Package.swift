@@ -211,6 +211,7 @@ let package = Package(
             dependencies: [
                 "Sandbox", "MariaDBClient", "Monitor", "Topology", "SwitchyardConfiguration", "SwitchyardServer",
                 "TestSupport", "MySQLWire", "SQLProxy", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -3,6 +3,7 @@ import Logging
 import Monitor
 import MySQLWire
 import NIOCore
+import Prometheus
 import SQLProxy
 import Sandbox
 import SwitchyardConfiguration
@@ -67,11 +68,14 @@ struct ProxyFixture: Sendable {
         return try await offPool { try ChildProcess.capture("/usr/bin/mariadb", arguments) }
     }
 
-    /// The `mariadb` client through the proxy without TLS (`--skip-ssl`), as the app user.
-    func mariadbWithoutTLS(_ sql: String) async throws -> ChildProcess.Result {
+    /// The `mariadb` client through the proxy without TLS (`--skip-ssl`), as the app user by default.
+    func mariadbWithoutTLS(_ sql: String, user: String = "app", password: String? = nil) async throws
+        -> ChildProcess.Result
+    {
+        let password = try password ?? appPassword
         let arguments = [
-            "--no-defaults", "--host=127.0.0.1", "--port=\(port)", "--user=app", "--password=\(try appPassword)",
-            "--skip-ssl", "-e", sql,
+            "--no-defaults", "--host=127.0.0.1", "--port=\(port)", "--user=\(user)", "--password=\(password)",
+            "--skip-ssl", "--batch", "--skip-column-names", "-e", sql,
         ]
         return try await offPool { try ChildProcess.capture("/usr/bin/mariadb", arguments) }
     }
@@ -178,6 +182,28 @@ extension IntegrationTests {
                 #expect(metrics.tlsFastPathHops == 2 * metrics.connectionsTotal, "\(metrics)")
                 // Logged-in sessions are carried by the fast relay (and given back for what it leaves to NIO).
                 #expect(metrics.fastRelayHandovers >= metrics.connectionsTotal - 1, "\(metrics)")
+
+                // The same events in /metrics' text, by label.
+                var exposition: [UInt8] = []
+                proxy.controller.registry.emit(into: &exposition)
+                let text = String(decoding: exposition, as: UTF8.self)
+                for series in [
+                    #"switchyard_proxy_connections_total{tls_version="TLSv1.3"}"#,
+                    #"switchyard_proxy_connections_total{tls_version="TLSv1.2"}"#,
+                    #"switchyard_proxy_user_connections_total{user="app"}"#,
+                    #"switchyard_proxy_statements_total{command="query"}"#,
+                    #"switchyard_proxy_errors_total{errno="1062"}"#, #"switchyard_proxy_errors_total{errno="1094"}"#,
+                    #"switchyard_proxy_bytes_total{direction="from_client"}"#,
+                    #"switchyard_proxy_bytes_total{direction="to_client"}"#,
+                    #"switchyard_proxy_tls_fast_path_total{hop="client",result="active"}"#,
+                    #"switchyard_proxy_tls_fast_path_total{hop="backend",result="active"}"#,
+                    #"switchyard_proxy_fast_relay_total{event="handed_over"}"#,
+                    "switchyard_proxy_backend_connect_seconds_count",
+                ] {
+                    let value = text.split(separator: "\n").first { $0.hasPrefix(series + " ") }?.split(separator: " ")
+                        .last.flatMap { Double($0) }
+                    #expect((value ?? 0) >= 1, "\(series) in:\n\(text)")
+                }
             }
         }
     }
@@ -252,6 +278,43 @@ extension IntegrationTests {
                 let plaintext = try await proxy.mariadbWithoutTLS("SELECT 1")
                 #expect(plaintext.status != 0)
                 #expect(plaintext.stderr.contains("ERROR 1045"), "\(plaintext.stderr)")
+                // An account without REQUIRE SSL may log in without TLS on the same port; the server hop is
+                // still TLS.
+                try await cluster.rootSQL(
+                    "s1",
+                    "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'plain-pw'; GRANT USAGE ON *.* TO 'plain'@'127.0.0.1'"
+                )
+                let plainLogin = try await proxy.mariadbWithoutTLS(
+                    "SELECT CURRENT_USER(); SHOW SESSION STATUS LIKE 'Ssl_cipher'", user: "plain", password: "plain-pw")
+                let plainLines = plainLogin.stdout.split(separator: "\n").map(String.init)
+                #expect(plainLines.first == "plain@127.0.0.1", "\(plainLogin.stderr)")
+                #expect(plainLines.last?.hasPrefix("Ssl_cipher\t") == true && plainLines.last != "Ssl_cipher\t")
+            }
+        }
+    }
+
+    @Test("Proxy: a user defined in the config logs in against the config's entry, not the primary's mysql.user")
+    func proxyConfiguredAccount() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            // On the server the account allows plaintext; the config's entry for it requires TLS.
+            let hash = try await cluster.rootSQL(
+                "s1",
+                """
+                CREATE USER 'cfg'@'127.0.0.1' IDENTIFIED BY 'cfg-pw'; GRANT SELECT ON appdb.* TO 'cfg'@'127.0.0.1';
+                SELECT PASSWORD('cfg-pw');
+                """
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(hash.hasPrefix("*") && hash.count == 41, "\(hash)")
+            let account = Account(
+                user: "cfg", host: "%", plugin: "mysql_native_password", authenticationString: hash, requiresTLS: true)
+            try await ProxyFixture.with(cluster, { $0.proxy?.accounts = [account] }) { proxy in
+                let login = try await proxy.mariadb("SELECT CURRENT_USER()", user: "cfg", password: "cfg-pw")
+                #expect(
+                    login.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "cfg@127.0.0.1", "\(login.stderr)")
+                let wrong = try await proxy.mariadb("SELECT 1", user: "cfg", password: "other")
+                #expect(wrong.stderr.contains("ERROR 1045"), "\(wrong.stderr)")
+                let plaintext = try await proxy.mariadbWithoutTLS("SELECT 1", user: "cfg", password: "cfg-pw")
+                #expect(plaintext.stderr.contains("ERROR 1045"), "the config's require_tls: \(plaintext.stdout)")
             }
         }
     }
@@ -268,28 +331,42 @@ extension IntegrationTests {
                 CREATE USER 'app_other'@'127.0.0.1' IDENTIFIED BY 'other-pw' REQUIRE SSL;
                 GRANT ALL ON appdb.* TO 'app_other'@'127.0.0.1';
                 """)
-            try await ProxyFixture.with(cluster) { proxy in
-                let checks = [
-                    "tls", "prepared", "long_data", "cursor", "bulk", "multi", "local_infile", "change_user",
-                    "reset_connection", "bigrow", "connection_id", "kill_query", "admin", "transactions", "compression",
-                ]
-                // Every check with and without the compressed protocol on the client hop.
-                for compress in ["0", "1"] {
-                    for check in checks {
-                        let result = try await proxy.client(
-                            [binary, check],
-                            extraEnvironment: [
-                                "SY_OTHER_USER=app_other", "SY_OTHER_PASSWORD=other-pw", "SY_COMPRESS=\(compress)",
-                                "SY_PROXY=1",
-                            ])
-                        #expect(result.status == 0, "\(check), compress=\(compress): \(result.stdout)\(result.stderr)")
-                    }
+            let checks = [
+                "tls", "prepared", "long_data", "cursor", "bulk", "multi", "local_infile", "change_user",
+                "reset_connection", "bigrow", "connection_id", "kill_query", "admin", "transactions", "compression",
+            ]
+            func runChecks(_ proxy: ProxyFixture, compress: String) async throws {
+                for check in checks {
+                    let result = try await proxy.client(
+                        [binary, check],
+                        extraEnvironment: [
+                            "SY_OTHER_USER=app_other", "SY_OTHER_PASSWORD=other-pw", "SY_COMPRESS=\(compress)",
+                            "SY_PROXY=1",
+                        ])
+                    #expect(result.status == 0, "\(check), compress=\(compress): \(result.stdout)\(result.stderr)")
                 }
+            }
+            try await ProxyFixture.with(cluster) { proxy in
+                // Every check with and without the compressed protocol on the client hop.
+                for compress in ["0", "1"] { try await runChecks(proxy, compress: compress) }
                 // Every uncompressed session was carried by the fast relay once logged in, and given back to
                 // SwiftNIO for what the relay leaves to it (change of user, KILL, LOCAL INFILE, COM_QUIT).
                 let metrics = try #require(proxy.controller.proxy?.metrics.totals())
                 #expect(metrics.fastRelayHandovers >= checks.count, "\(metrics)")
                 #expect(metrics.fastRelayReturns >= checks.count, "\(metrics)")
+            }
+            // The fallbacks the runbook offers when a fast path misbehaves: every session on SwiftNIO, and
+            // TLS on NIOSSL after login too.
+            try await ProxyFixture.with(
+                cluster,
+                {
+                    $0.proxy?.fastRelay = false
+                    $0.proxy?.tlsFastPath = false
+                }
+            ) { proxy in
+                try await runChecks(proxy, compress: "0")
+                let metrics = try #require(proxy.controller.proxy?.metrics.totals())
+                #expect(metrics.fastRelayHandovers == 0 && metrics.tlsFastPathHops == 0, "\(metrics)")
             }
         }
     }
@@ -409,6 +486,26 @@ extension IntegrationTests {
                 try raw.send(MySQLPacket(sequenceID: 1, payload: ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF])))
                 let answer: MySQLPacket? = try raw.receive()
                 #expect(answer?.payload.getInteger(at: answer!.payload.readerIndex, as: UInt8.self) == 0xFF)
+                #expect(try await proxy.mariadb("SELECT 1").status == 0)
+
+                // An SSLRequest, then a plaintext login instead of a TLS handshake: the connection closes
+                // with no login (at most a TLS alert record comes back); the next client is served.
+                let downgrade = try RawConnection(port: proxy.port)
+                _ = try downgrade.receive()
+                let capabilities: CapabilityFlags = [.protocol41, .ssl, .secureConnection, .pluginAuth]
+                var request = ByteBuffer()
+                request.writeInteger(UInt32(truncatingIfNeeded: capabilities.rawValue), endianness: .little)
+                request.writeInteger(UInt32(1 << 24), endianness: .little)
+                request.writeInteger(UInt8(45))
+                request.writeRepeatingByte(0, count: 23)
+                try downgrade.send(MySQLPacket(sequenceID: 1, payload: request))
+                var login = request
+                login.writeString("app\0")
+                login.writeInteger(UInt8(0))
+                try downgrade.send(MySQLPacket(sequenceID: 2, payload: login))
+                let (after, closed) = downgrade.readUntilClosed()
+                #expect(closed, "the proxy kept a connection that broke off its TLS handshake")
+                #expect(after.isEmpty || after.first == 0x15, "not a TLS alert: \(after.prefix(16))")
                 #expect(try await proxy.mariadb("SELECT 1").status == 0)
 
                 // Throttling (configured here; off by default): after two failures from this address even
@@ -561,38 +658,54 @@ extension IntegrationTests {
     @Test("Proxy streams a large result to a slow reader with flat memory (backpressure to the server)")
     func proxyStreamsWithBackpressure() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
-            try await ProxyFixture.with(cluster) { proxy in
-                let rows = 100_000
-                let rowBytes = 1_000
-                let ca = cluster.manifest.caFile
-                let password = try proxy.appPassword
-                // The reader sleeps before draining, so the proxy must stop reading from the server.
-                let command = """
-                    mariadb --no-defaults --host=127.0.0.1 --port=\(proxy.port) --user=app --password='\(password)' \
-                      --ssl --ssl-ca='\(ca)' --ssl-verify-server-cert --quick --batch --skip-column-names appdb \
-                      -e "SELECT REPEAT('x', \(rowBytes)) FROM seq_1_to_\(rows)" | (sleep 4; wc -c)
-                    """
-                let before = residentBytes()
-                let finished = Flag()
-                let reading = Task {
-                    defer { finished.set() }
-                    return try await offPool {
-                        try ChildProcess.capture("/bin/bash", ["-o", "pipefail", "-c", command])
-                    }
-                }
-                var peak = before
-                while !finished.isSet {
-                    peak = max(peak, residentBytes())
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-                let result = try await reading.value
-                #expect(result.status == 0, "\(result.stderr)")
-                #expect(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == rows * (rowBytes + 1))
-                let growth = peak - before
-                #expect(
-                    growth < 48 * 1024 * 1024,
-                    "the proxy's memory grew by \(growth / 1_048_576) MiB for a 100 MB result")
+            // With the fast relay carrying the session, and with it and the TLS fast path turned off (then
+            // SwiftNIO's autoRead is the backpressure); one after the other, as memory is this process's.
+            for fastPaths in [true, false] {
+                try await streamToSlowReader(cluster, fastPaths: fastPaths)
             }
+        }
+    }
+
+    private func streamToSlowReader(_ cluster: ClusterFixture, fastPaths: Bool) async throws {
+        try await ProxyFixture.with(
+            cluster,
+            {
+                $0.proxy?.fastRelay = fastPaths
+                $0.proxy?.tlsFastPath = fastPaths
+            }
+        ) { proxy in
+            let rows = 100_000
+            let rowBytes = 1_000
+            let ca = cluster.manifest.caFile
+            let password = try proxy.appPassword
+            // The reader sleeps before draining, so the proxy must stop reading from the server.
+            let command = """
+                mariadb --no-defaults --host=127.0.0.1 --port=\(proxy.port) --user=app --password='\(password)' \
+                  --ssl --ssl-ca='\(ca)' --ssl-verify-server-cert --quick --batch --skip-column-names appdb \
+                  -e "SELECT REPEAT('x', \(rowBytes)) FROM seq_1_to_\(rows)" | (sleep 4; wc -c)
+                """
+            let before = residentBytes()
+            let finished = Flag()
+            let reading = Task {
+                defer { finished.set() }
+                return try await offPool {
+                    try ChildProcess.capture("/bin/bash", ["-o", "pipefail", "-c", command])
+                }
+            }
+            var peak = before
+            while !finished.isSet {
+                peak = max(peak, residentBytes())
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let result = try await reading.value
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == rows * (rowBytes + 1))
+            let growth = peak - before
+            #expect(
+                growth < 48 * 1024 * 1024,
+                "the proxy's memory grew by \(growth / 1_048_576) MiB for a 100 MB result (fast paths: \(fastPaths))")
+            let metrics = try #require(proxy.controller.proxy?.metrics.totals())
+            #expect((metrics.fastRelayHandovers > 0) == fastPaths, "\(metrics)")
         }
     }
 }

@@ -196,6 +196,18 @@ final class RawConnection {
         }
     }
 
+    /// Everything the peer sends until it closes the connection (`closed`), or until a read times out.
+    func readUntilClosed() -> (bytes: [UInt8], closed: Bool) {
+        var bytes = Array(input.readableBytesView)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 || (count < 0 && errno == ECONNRESET) { return (bytes, true) }
+            if count < 0 { return (bytes, false) }
+            bytes += chunk[0..<count]
+        }
+    }
+
     func send(_ packet: MySQLPacket) throws {
         var out = ByteBuffer()
         MySQLPacketEncoder.write(packet, into: &out)
