@@ -269,7 +269,8 @@ extension Config {
             }
             return nil
         }
-        guard hash.count == 41, hash.first == "*", hash.dropFirst().allSatisfy(\.isHexDigit) else {
+        let hexDigits = Set("0123456789abcdefABCDEF".utf8)
+        guard hash.utf8.count == 41, hash.first == "*", hash.utf8.dropFirst().allSatisfy(hexDigits.contains) else {
             reader.fail(
                 "\(path).password_hash",
                 "expected '*' and 40 hex digits (mysql_native_password's stored hash, SELECT PASSWORD('…')), "

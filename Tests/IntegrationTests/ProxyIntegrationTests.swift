@@ -649,6 +649,39 @@ extension IntegrationTests {
                 }
                 // And it verifies against the CA as before.
                 #expect(try await proxy.mariadb("SELECT 1").status == 0)
+
+                // A server certificate the CA signed for another name (s1 reloads its files with FLUSH SSL):
+                // verify_identity refuses it (1105 naming the reason); verify_ca, which skips the name, does not.
+                let renamed = try await offPool {
+                    try ChildProcess.capture(
+                        "/bin/sh",
+                        [
+                            "-c",
+                            """
+                            set -e; cd '\(tlsDirectory)'
+                            openssl req -newkey rsa:2048 -nodes -subj '/CN=elsewhere' -keyout other.key -out other.csr 2>/dev/null
+                            printf 'subjectAltName=DNS:elsewhere.invalid\\n' > other.ext
+                            openssl x509 -req -in other.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \\
+                              -out other.pem -extfile other.ext 2>/dev/null
+                            cp other.pem server.pem; cp other.key server.key
+                            """,
+                        ])
+                }
+                #expect(renamed.status == 0, "\(renamed.stderr)")
+                try await cluster.rootSQL("s1", "FLUSH SSL")
+                let ca = cluster.manifest.caFile
+                try await withProxy(.verified(caFile: ca, verifyHostname: true)) { port in
+                    let refused = try await mariadb(port: port, user: "plain", password: "plain-pw", "SELECT 1")
+                    #expect(
+                        refused.stderr.contains("ERROR 1105")
+                            && refused.stderr.contains("does not match the configured host name or IP"),
+                        "\(refused.stderr)")
+                }
+                try await withProxy(.verified(caFile: ca, verifyHostname: false)) { port in
+                    let accepted = try await mariadb(port: port, user: "plain", password: "plain-pw", "SELECT 7")
+                    #expect(
+                        accepted.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "7", "\(accepted.stderr)")
+                }
             }
         }
     }

@@ -121,11 +121,14 @@ struct ProxyConfigTests {
               users:
                 a: {password_hash: "secret"}
                 b: {password_hash: "*1234"}
+                d: {password_hash: "*１２３４５６７８９０１２３４５６７８９０１２３４５６７８９０１２３４５６７８９０"}
                 c: {host: "%"}
 
             """)
         #expect(found.contains { $0.path == "proxy.users.a.password_hash" && $0.message.contains("40 hex digits") })
         #expect(found.contains { $0.path == "proxy.users.b.password_hash" })
+        #expect(
+            found.contains { $0.path == "proxy.users.d.password_hash" }, "full-width digits are not hex digits here")
         #expect(found.contains { $0.path == "proxy.users.c.host" && $0.message.contains("password_hash") })
     }
 
