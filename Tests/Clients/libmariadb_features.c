@@ -591,6 +591,10 @@ static int check_prepared(MYSQL *conn)
         if (rc == 0 && mysql_stmt_fetch(sel) != MYSQL_NO_DATA)
             rc = failf("row %d: more than one row returned", rows[r].id);
         mysql_stmt_free_result(sel);
+        /* COM_STMT_RESET (answered with OK) between executes: the
+         * statement stays usable for the next ones. */
+        if (rc == 0 && r == 0 && mysql_stmt_reset(sel))
+            rc = fail_stmt(sel, "reset");
     }
 out:
     mysql_stmt_close(sel);

@@ -23,7 +23,8 @@ struct LongSession {
     /// character set to literal values (replayed on a move); `variable`: sets a user variable to `NOW()`
     /// (pins the session); `autocommit-off`: PyMySQL's default, which sends `SET AUTOCOMMIT = 0`;
     /// `inserted`: inserts a row into `appdb.inserted` (which must exist), and from round 2 on runs
-    /// `SELECT LAST_INSERT_ID()` instead.
+    /// `SELECT LAST_INSERT_ID()` instead; `slow-insert`: each round inserts a row with `v = N` into
+    /// `appdb.inserted`, taking 3 s (`SLEEP`).
     static func start(_ proxy: ProxyFixture, mode: String) throws -> LongSession {
         let directory = proxy.cluster.manifest.directory
         let log = "\(directory)/session-\(mode).log"
@@ -53,6 +54,10 @@ struct LongSession {
                     print('started', n, flush=True)
                     try:
                         cursor = c.cursor()
+                        if mode == 'slow-insert':
+                            cursor.execute('INSERT INTO appdb.inserted (v) SELECT %s FROM (SELECT SLEEP(3)) AS s', (n,))
+                            print('ran', n, cursor.rowcount, flush=True)
+                            continue
                         cursor.execute('SELECT LAST_INSERT_ID()' if mode == 'inserted' and n >= 2 else
                                        'SELECT @@port, @x, @@sql_mode, @@character_set_client')
                         print('ran', n, *cursor.fetchone(), flush=True)
@@ -289,15 +294,42 @@ extension IntegrationTests {
     }
 
     @Test(
-        "Proxy: with no primary to reach, a session's next statement waits proxy.failover_hold, then ends with 1927"
+        "Proxy: a statement whose server connection is killed while it runs is not sent again; with no primary to reach, a session's next statement waits proxy.failover_hold, then ends with 1927"
     )
     func proxyFailoverHoldExpires() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
             try await ProxyFixture.with(cluster, { $0.proxy?.failoverHold = .seconds(1) }) { proxy in
                 let s1 = cluster.instance("s1")
+                #expect(
+                    try await proxy.mariadb("CREATE TABLE appdb.inserted (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+                        .status == 0)
                 let portable = try LongSession.start(proxy, mode: "portable")
-                defer { portable.stop() }
-                try await poll("\(portable.log) is connected", deadline: .seconds(10)) { portable.said("connected") }
+                let writer = try LongSession.start(proxy, mode: "slow-insert")
+                defer {
+                    portable.stop()
+                    writer.stop()
+                }
+                for session in [portable, writer] {
+                    try await poll("\(session.log) is connected", deadline: .seconds(10)) { session.said("connected") }
+                }
+
+                // A statement whose server connection is killed while it runs (the server answers ERR 1927,
+                // then closes) is not sent again on a new connection: the client gets the error, and the row
+                // the INSERT was writing is not there (rolled back; run again, it would be).
+                writer.go(1)
+                let running =
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO appdb.inserted%'"
+                var thread = ""
+                try await poll("the slow INSERT runs", deadline: .seconds(10)) {
+                    thread = try await cluster.rootSQL("s1", running).trimmingCharacters(in: .whitespacesAndNewlines)
+                    return !thread.isEmpty
+                }
+                _ = try await cluster.rootSQL("s1", "KILL \(thread)")
+                try await writer.waitForAnswer(1)
+                #expect(writer.said("error 1 "), "\(writer.output)")
+                let rows = try await cluster.rootSQL("s1", "SELECT COUNT(*) FROM appdb.inserted WHERE v = 1")
+                #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "sent twice? \(writer.output)")
+
                 #expect(ProcessControl.signal(s1.pid, SIGKILL, marker: s1.defaultsFile))
                 try await poll("the proxy saw the connection go", deadline: .seconds(10)) {
                     try #require(proxy.controller.proxy).state.allSessions().allSatisfy { $0.backend == nil }
