@@ -839,6 +839,57 @@ static int run_multi(MYSQL *conn, const char *sql, char *out, size_t out_len)
     }
 }
 
+/* CALL proc(?) prepared, `proc` having one OUT parameter set to 42 and two
+ * SELECTs: three result sets, the last carrying the OUT value. */
+static int check_prepared_call(MYSQL *conn, const char *proc)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "CALL %s(?)", proc);
+    MYSQL_STMT *call = mysql_stmt_init(conn);
+    int in = 0, out_value = -1, results = 0, rc = -1;
+    MYSQL_BIND param = { 0 };
+    param.buffer_type = MYSQL_TYPE_LONG;
+    param.buffer = &in;
+    if (mysql_stmt_prepare(call, sql, strlen(sql)) || mysql_stmt_bind_param(call, &param) ||
+        mysql_stmt_execute(call)) {
+        fail_stmt(call, "prepared CALL");
+        goto out;
+    }
+    int status;
+    do {
+        if (mysql_stmt_field_count(call) > 0) {
+            results++;
+            if (mysql_stmt_store_result(call)) {
+                fail_stmt(call, "store a result of the prepared CALL");
+                goto out;
+            }
+            if (conn->server_status & SERVER_PS_OUT_PARAMS) {
+                MYSQL_BIND result = { 0 };
+                result.buffer_type = MYSQL_TYPE_LONG;
+                result.buffer = &out_value;
+                if (mysql_stmt_bind_result(call, &result) || mysql_stmt_fetch(call) != 0) {
+                    fail_stmt(call, "fetch the OUT parameter");
+                    goto out;
+                }
+            }
+            mysql_stmt_free_result(call);
+        }
+        status = mysql_stmt_next_result(call);
+    } while (status == 0);
+    if (status > 0) {
+        fail_stmt(call, "next result of the prepared CALL");
+        goto out;
+    }
+    if (results != 3 || out_value != 42) {
+        failf("prepared CALL gave %d result sets and OUT %d, expected 3 and 42", results, out_value);
+        goto out;
+    }
+    rc = 0;
+out:
+    mysql_stmt_close(call);
+    return rc;
+}
+
 static int check_multi(MYSQL *unused)
 {
     (void)unused;
@@ -895,6 +946,10 @@ static int check_multi(MYSQL *unused)
         failf("SET; CALL; SELECT results %s, expected [ok][first][second,2][ok][42]", rendered);
         goto out;
     }
+    /* The same procedure through the binary protocol: its two result sets,
+     * then one holding the OUT parameter (SERVER_PS_OUT_PARAMS), then OK. */
+    if (check_prepared_call(conn, t))
+        goto out;
     rc = 0;
 out:
     mysql_close(conn);
