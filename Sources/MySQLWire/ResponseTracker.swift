@@ -149,7 +149,9 @@ public struct ResponseTracker: Sendable {
             return .inProgress
 
         case .columnsEOF:
-            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after column definitions") }
+            guard Packets.EOFPacket.isEOF(header: header, length: length) else {
+                return .protocolViolation("missing EOF after column definitions")
+            }
             return afterColumns(cursorStatus: status(payload, length: length))
 
         case .rows:
@@ -179,11 +181,15 @@ public struct ResponseTracker: Sendable {
             return prepareNext(params: 0, columns: columns - 1)
 
         case .prepareParamsEOF(let columns):
-            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after parameters") }
+            guard Packets.EOFPacket.isEOF(header: header, length: length) else {
+                return .protocolViolation("missing EOF after parameters")
+            }
             return prepareNext(params: 0, columns: columns)
 
         case .prepareColumnsEOF:
-            guard header == 0xFE, length < 9 else { return .protocolViolation("missing EOF after columns") }
+            guard Packets.EOFPacket.isEOF(header: header, length: length) else {
+                return .protocolViolation("missing EOF after columns")
+            }
             return finish(nil)
 
         case .localInfile:
@@ -228,15 +234,15 @@ public struct ResponseTracker: Sendable {
 
     /// EOF (`0xFE`, under 9 bytes) or, with `CLIENT_DEPRECATE_EOF`, an OK packet with the `0xFE` header.
     private func isEndOfRows(_ header: UInt8?, _ length: Int) -> Bool {
-        guard header == 0xFE else { return false }
-        return deprecateEOF ? length < 0xFF_FFFF : length < 9
+        if deprecateEOF { return header == 0xFE && length < 0xFF_FFFF }
+        return Packets.EOFPacket.isEOF(header: header, length: length)
     }
 
     /// Status flags of an OK or EOF packet.
     private func status(_ payload: ByteBuffer, length: Int) -> StatusFlags? {
         var buffer = payload
         guard let header = buffer.readInteger(as: UInt8.self) else { return nil }
-        if header == 0xFE && length < 9 {
+        if Packets.EOFPacket.isEOF(header: header, length: length) {
             buffer.moveReaderIndex(forwardBy: 2)  // warnings
             return buffer.readInteger(endianness: .little, as: UInt16.self).map(StatusFlags.init(rawValue:))
         }

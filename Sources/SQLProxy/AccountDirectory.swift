@@ -13,7 +13,8 @@ public actor AccountDirectory {
     public typealias Loader = @Sendable () async throws -> [Account]
 
     private let loader: Loader
-    private let configured: [Account]
+    /// By user name.
+    private let configured: [String: [Account]]
     private let minimumRefreshGap: Duration
     private let clock = ContinuousClock()
     private var accounts: [Account] = []
@@ -28,15 +29,14 @@ public actor AccountDirectory {
         minimumRefreshGap: Duration = .milliseconds(20), configured: [Account] = [], loader: @escaping Loader
     ) {
         self.loader = loader
-        self.configured = configured
+        self.configured = Dictionary(grouping: configured, by: \.user)
         self.minimumRefreshGap = minimumRefreshGap
     }
 
     /// The account a login by `user` from `clientAddress` matches, from what is loaded now (loading
     /// first if nothing was loaded yet).
     public func match(user: String, clientAddress: String) async -> Account? {
-        let own = configured.filter { $0.user == user }
-        if !own.isEmpty { return AccountMatcher.match(user: user, clientAddress: clientAddress, in: own) }
+        if let own = configured[user] { return AccountMatcher.match(user: user, clientAddress: clientAddress, in: own) }
         if !loaded { await refresh() }
         return AccountMatcher.match(user: user, clientAddress: clientAddress, in: accounts)
     }

@@ -63,13 +63,18 @@ package struct SessionPortability: Sendable, Hashable {
         case .resetConnection:
             awaiting.append(.reset)
             return
-        case .query:
+        case .query, .statementPrepare:
+            // A statement prepared by protocol is prepared again on a move. What running it leaves behind is
+            // taken as soon as it is prepared (which execute runs which statement is not followed).
             guard pinnedBy == nil else { break }
+            let prepared = command == .statementPrepare
             switch StatementClassifier.classify(payload) {
             case .stateless:
                 break
             case .insert:
                 inserted = true
+            case .useDatabase where prepared, .setting where prepared:
+                pinnedBy = "a prepared USE or SET statement (its values come with each execute)"
             case .useDatabase(let name):
                 awaiting.append(.initDB(name))
                 return
@@ -82,24 +87,10 @@ package struct SessionPortability: Sendable, Hashable {
                 awaiting.append(.setting(ByteBufferAllocator().buffer(buffer: payload)))
                 return
             case .pins(let reason):
-                pinnedBy = reason
+                pinnedBy = prepared ? reason + " (prepared)" : reason
             }
         case .ping, .statistics, .processInfo, .processKill, .fieldList, .debug, .sleep, .time, .quit:
             break
-        case .statementPrepare:
-            // Prepared again on a move. What running it leaves behind is taken as soon as it is prepared
-            // (which execute runs which statement is not followed): as if it had run.
-            guard pinnedBy == nil else { break }
-            switch StatementClassifier.classify(payload) {
-            case .stateless:
-                break
-            case .insert:
-                inserted = true
-            case .useDatabase, .setting:
-                pinnedBy = "a prepared USE or SET statement (its values come with each execute)"
-            case .pins(let reason):
-                pinnedBy = reason + " (prepared)"
-            }
         case .statementExecute, .statementSendLongData, .statementClose, .statementReset, .statementFetch,
             .statementBulkExecute:
             break  // what cannot follow the session is `PreparedStatements.obstacle`

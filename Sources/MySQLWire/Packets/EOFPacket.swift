@@ -21,8 +21,11 @@ extension Packets {
 
         /// Whether `payload` is an EOF packet (not a row or an OK packet that also starts with `0xFE`).
         public static func isEOF(_ payload: ByteBuffer) -> Bool {
-            payload.readableBytes < 9 && payload.getInteger(at: payload.readerIndex, as: UInt8.self) == 0xFE
+            isEOF(header: payload.getInteger(at: payload.readerIndex, as: UInt8.self), length: payload.readableBytes)
         }
+
+        /// The same from a packet's first byte and its payload length (for scanners that have no whole packet).
+        public static func isEOF(header: UInt8?, length: Int) -> Bool { header == 0xFE && length < 9 }
 
         public static func decode(_ payload: ByteBuffer, capabilities: CapabilityFlags) throws(DecodeError) -> Self {
             guard isEOF(payload) else { throw .notAnEOFPacket }
