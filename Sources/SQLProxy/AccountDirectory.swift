@@ -10,14 +10,14 @@ public import Topology
 /// reads start at most once per `minimumRefreshGap`: a flood of bad logins costs the primary a bounded
 /// number of small queries.
 public actor AccountDirectory {
-    public typealias Loader = @Sendable () async throws -> [Account]
+    public typealias Loader = @Sendable () async throws -> AccountTable
 
     private let loader: Loader
     /// By user name.
     private let configured: [String: [Account]]
     private let minimumRefreshGap: Duration
     private let clock = ContinuousClock()
-    private var accounts: [Account] = []
+    private var accounts = AccountTable(accounts: [], resolvesNames: false)
     private var loaded = false
     private var lastStart: ContinuousClock.Instant?
     /// Start time of the newest read that has finished (successfully or not).
@@ -36,9 +36,13 @@ public actor AccountDirectory {
     /// The account a login by `user` from `clientAddress` matches, from what is loaded now (loading
     /// first if nothing was loaded yet).
     public func match(user: String, clientAddress: String) async -> Account? {
-        if let own = configured[user] { return AccountMatcher.match(user: user, clientAddress: clientAddress, in: own) }
+        if let own = configured[user] {
+            // The proxy's own rule for the config's accounts: `localhost` means a client on the loopback address.
+            return AccountMatcher.match(user: user, clientAddress: clientAddress, in: own, resolvesNames: true)
+        }
         if !loaded { await refresh() }
-        return AccountMatcher.match(user: user, clientAddress: clientAddress, in: accounts)
+        return AccountMatcher.match(
+            user: user, clientAddress: clientAddress, in: accounts.accounts, resolvesNames: accounts.resolvesNames)
     }
 
     /// Reads the accounts again; see the type's documentation for sharing and spacing.
@@ -65,7 +69,7 @@ public actor AccountDirectory {
     /// One read; the bookkeeping happens on the actor before the task completes, so a caller woken by
     /// the task's end always sees it.
     private func load(started: ContinuousClock.Instant) async {
-        let result: Result<[Account], any Error>
+        let result: Result<AccountTable, any Error>
         do { result = .success(try await loader()) } catch { result = .failure(error) }
         inFlight = nil
         lastFinishedStart = started
@@ -80,6 +84,6 @@ public actor AccountDirectory {
         }
     }
 
-    public var count: Int { accounts.count }
+    public var count: Int { accounts.accounts.count }
     public var lastLoadError: String? { lastError }
 }

@@ -154,7 +154,7 @@ final class DrivenSession: Sendable {
         let account = Account(
             user: SessionDriver.user, host: "%", plugin: "mysql_native_password",
             authenticationString: MySQLNativePassword.authenticationString(password: SessionDriver.password))
-        let accounts = AccountDirectory { [account] }
+        let accounts = AccountDirectory { AccountTable(accounts: [account], resolvesNames: false) }
         let backends = NIOLockedValueBox<[NIOAsyncTestingChannel]>([])
         let connector: BackendConnector = { _, _, initialize in
             let channel = NIOAsyncTestingChannel(loop: loop)

@@ -19,12 +19,33 @@ public struct Account: Hashable, Sendable {
     }
 }
 
+/// The accounts of a server, and whether it names clients by host name.
+public struct AccountTable: Sendable {
+    public var accounts: [Account]
+    /// Whether the server resolves client addresses to names (`skip_name_resolve` off). Then a client on
+    /// the loopback address is `localhost`, and an account `'u'@'localhost'` matches it ahead of
+    /// `'u'@'127.0.0.1'`; with `skip_name_resolve` on, `localhost` matches no TCP client at all.
+    public var resolvesNames: Bool
+
+    public init(accounts: [Account], resolvesNames: Bool) {
+        self.accounts = accounts
+        self.resolvesNames = resolvesNames
+    }
+}
+
 /// Chooses the account a login matches, the way the server orders them: most specific host first
 /// (no wildcards, then the later the first wildcard, `%` last), named users before anonymous ones.
+/// The proxy's clients come over TCP: `localhost` is a loopback client's name only when the server
+/// resolves names (`resolvesNames`), and then it is preferred to the loopback address, as MariaDB does.
 public enum AccountMatcher {
-    public static func match(user: String, clientAddress: String, in accounts: [Account]) -> Account? {
+    public static func match(
+        user: String, clientAddress: String, in accounts: [Account], resolvesNames: Bool
+    ) -> Account? {
         accounts
-            .filter { ($0.user == user || $0.user.isEmpty) && hostMatches(pattern: $0.host, address: clientAddress) }
+            .filter {
+                ($0.user == user || $0.user.isEmpty)
+                    && hostMatches(pattern: $0.host, address: clientAddress, resolvesNames: resolvesNames)
+            }
             .min { specificity($0) < specificity($1) }
     }
 
@@ -33,10 +54,13 @@ public enum AccountMatcher {
         let host = Array(account.host)
         let firstWildcard = host.firstIndex { $0 == "%" || $0 == "_" }
         let hostRank = firstWildcard.map { 1_000 - $0 } ?? 0
-        return (account.host == "%" || account.host.isEmpty ? 10_000 : hostRank, account.user.isEmpty ? 1 : 0, 0)
+        return (
+            account.host == "%" || account.host.isEmpty ? 10_000 : hostRank, account.user.isEmpty ? 1 : 0,
+            account.host.lowercased() == "localhost" ? 0 : 1
+        )
     }
 
-    public static func hostMatches(pattern: String, address: String) -> Bool {
+    public static func hostMatches(pattern: String, address: String, resolvesNames: Bool) -> Bool {
         if pattern.isEmpty || pattern == "%" { return true }
         if let slash = pattern.firstIndex(of: "/") {
             guard let network = ipv4(pattern[..<slash]), let mask = ipv4(pattern[pattern.index(after: slash)...]),
@@ -44,8 +68,11 @@ public enum AccountMatcher {
             else { return false }
             return ip & mask == network & mask
         }
-        if pattern == "localhost" { return address == "127.0.0.1" || address == "::1" || address == "localhost" }
-        return like(Array(pattern.lowercased()), Array(address.lowercased()))
+        let lowered = Array(pattern.lowercased())
+        if resolvesNames, address == "127.0.0.1" || address == "::1", like(lowered, Array("localhost")) {
+            return true
+        }
+        return like(lowered, Array(address.lowercased()))
     }
 
     private static func ipv4(_ text: Substring) -> UInt32? {

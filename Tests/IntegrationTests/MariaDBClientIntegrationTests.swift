@@ -109,14 +109,22 @@ extension IntegrationTests {
                     tls: TLSOptions(mode: .verifyIdentity, caFile: cluster.manifest.caFile)))
             let accounts = try await connection.readAccounts()
             connection.close()
-            let app = try #require(AccountMatcher.match(user: "app", clientAddress: "127.0.0.1", in: accounts))
+            // The sandbox runs with skip_name_resolve, like most deployments.
+            #expect(!accounts.resolvesNames)
+            let app = try #require(
+                AccountMatcher.match(
+                    user: "app", clientAddress: "127.0.0.1", in: accounts.accounts, resolvesNames: false)
+            )
             #expect(app.plugin == "mysql_native_password")
             let stored = MySQLNativePassword.storedCredential(fromAuthenticationString: app.authenticationString)
             #expect(
                 stored
                     == .nativePassword(
                         doubleSHA1: MySQLNativePassword.doubleSHA1(password: try cluster.manifest.password("app"))))
-            #expect(AccountMatcher.match(user: "app", clientAddress: "10.1.2.3", in: accounts) == nil)
+            #expect(
+                AccountMatcher.match(
+                    user: "app", clientAddress: "10.1.2.3", in: accounts.accounts, resolvesNames: false)
+                    == nil)
         }
     }
 }

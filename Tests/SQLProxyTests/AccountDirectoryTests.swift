@@ -13,7 +13,7 @@ import Topology
     private func directory(_ source: Source) -> AccountDirectory {
         AccountDirectory(minimumRefreshGap: .milliseconds(20)) {
             source.reads.add(1, ordering: .relaxed)
-            return source.accounts.withLock { $0 }
+            return AccountTable(accounts: source.accounts.withLock { $0 }, resolvesNames: false)
         }
     }
 
@@ -43,7 +43,7 @@ import Topology
             requiresTLS: true)
         let accounts = AccountDirectory(configured: [fromConfig]) {
             source.reads.add(1, ordering: .relaxed)
-            return source.accounts.withLock { $0 }
+            return AccountTable(accounts: source.accounts.withLock { $0 }, resolvesNames: false)
         }
         #expect(await accounts.match(user: "cfg", clientAddress: "10.1.2.3") == fromConfig)
         #expect(source.reads.load(ordering: .relaxed) == 0, "no read of the primary for a configured user")

@@ -88,7 +88,8 @@ private struct Harness {
         let metrics = ProxyMetrics(factory: NOOPMetricsHandler.instance)
         let accounts = Self.accounts
         let environment = ClientSession.Environment(
-            settings: ProxySettings(), state: state, accounts: AccountDirectory { accounts }, serverTLS: nil,
+            settings: ProxySettings(), state: state,
+            accounts: AccountDirectory { AccountTable(accounts: accounts, resolvesNames: false) }, serverTLS: nil,
             backendTLS: nil, metrics: metrics, logger: Logger(label: "test"))
         let proxyChannel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in

@@ -18,7 +18,9 @@ import Topology
         var settings = ProxySettings()
         settings.maxPacketSize = 1 << 16
         let environment = ClientSession.Environment(
-            settings: settings, state: state, accounts: AccountDirectory { [] }, serverTLS: nil, backendTLS: nil,
+            settings: settings, state: state,
+            accounts: AccountDirectory { AccountTable(accounts: [], resolvesNames: false) }, serverTLS: nil,
+            backendTLS: nil,
             metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"))
         let channel = EmbeddedChannel(handler: ClientSession(environment: environment))
         channel.pipeline.fireChannelActive()
@@ -62,7 +64,8 @@ import Topology
         var settings = ProxySettings()
         settings.failoverHold = .zero
         let environment = ClientSession.Environment(
-            settings: settings, state: ProxyState(), accounts: AccountDirectory { [account] }, serverTLS: nil,
+            settings: settings, state: ProxyState(),
+            accounts: AccountDirectory { AccountTable(accounts: [account], resolvesNames: false) }, serverTLS: nil,
             backendTLS: nil, metrics: ProxyMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"))
         let channel = try await NIOAsyncTestingChannel { channel in
             try channel.pipeline.syncOperations.addHandler(ClientSession(environment: environment))
