@@ -32,6 +32,9 @@ public struct CapabilityFlags: OptionSet, Hashable, Sendable {
     public static let sslVerifyServerCertificate = Self(rawValue: 1 << 30)
     public static let rememberOptions = Self(rawValue: 1 << 31)
 
+    /// MariaDB: the client takes progress reports (ERR packets with error code 0xFFFF) while a long
+    /// statement runs (`ALTER TABLE`, `LOAD DATA`, `CREATE INDEX`).
+    public static let mariaDBProgress = Self(rawValue: 1 << 32)
     /// MariaDB: `COM_STMT_BULK_EXECUTE` and array binding.
     public static let mariaDBStatementBulkOperations = Self(rawValue: 1 << (32 + 2))
     /// MariaDB: extended type information in column definitions.

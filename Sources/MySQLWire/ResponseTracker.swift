@@ -94,6 +94,13 @@ public struct ResponseTracker: Sendable {
     /// For a packet split into 16 MiB chunks, feed the first chunk only, with its chunk length.
     public mutating func serverPacket(prefix payload: ByteBuffer, length: Int) -> Outcome {
         let header = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
+        if isProgressReport(payload) {
+            switch phase {
+            // While the statement runs: before its answer, between result sets, after a LOCAL INFILE.
+            case .start, .rows, .awaitingLocalInfileResult: return .inProgress
+            default: break
+            }
+        }
         switch phase {
         case .done:
             return .protocolViolation("packet after the end of the response")
@@ -205,6 +212,14 @@ public struct ResponseTracker: Sendable {
             }
             return finish(flags)
         }
+    }
+
+    /// Whether `payload` (or its first bytes) is a MariaDB progress report: an ERR packet with error code
+    /// 0xFFFF, which the server sends only to clients that negotiated `mariaDBProgress`, ahead of the
+    /// statement's real answer. It neither ends nor starts anything.
+    public func isProgressReport(_ payload: ByteBuffer) -> Bool {
+        capabilities.contains(.mariaDBProgress) && payload.getInteger(at: payload.readerIndex, as: UInt8.self) == 0xFF
+            && payload.getInteger(at: payload.readerIndex + 1, endianness: .little, as: UInt16.self) == 0xFFFF
     }
 
     /// The client sent the empty packet that ends its file: the server answers with OK or ERR next.

@@ -154,7 +154,13 @@ extension ClientSession {
         environment.metrics.loggedIn(user: login.username, tlsVersion: tlsVersion(context))
         logger.debug("logged in", metadata: ["backend_thread": "\(session.connectionID)"])
         phase = .command
-        write(ok, flush: true)
+        // The client learns the session's status from this OK, so it carries the server's: autocommit and
+        // NO_BACKSLASH_ESCAPES (which client-side escaping follows) as the server's global defaults set them.
+        // (Not "session state changed": the server's tracking details are not passed on.)
+        var answer = ByteBuffer()
+        Packets.OKPacket(status: session.status.subtracting(.sessionStateChanged)).encode(
+            into: &answer, capabilities: login.capabilities)
+        write(MySQLPacket(sequenceID: ok.sequenceID, payload: answer), flush: true)
         if environment.tlsSecrets != nil {
             // Both hops are quiet now: the server has answered the login and the client waits for this OK.
             if let backend, environment.backendTLS != nil {

@@ -190,14 +190,14 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     /// What the proxy offers clients: everything it relays faithfully and MariaDB 10.11 supports.
-    /// Progress reports and metadata caching are not offered. Compression is the client hop's own (the
+    /// Metadata caching is not offered. Compression is the client hop's own (the
     /// backend hop is never compressed).
     static let advertisedCapabilities: CapabilityFlags = [
         .longFlag, .foundRows, .connectWithDB, .noSchema, .odbc, .localFiles, .ignoreSpace, .protocol41,
         .interactive, .ignoreSigpipe, .transactions, .secureConnection, .multiStatements, .multiResults,
         .psMultiResults, .pluginAuth, .connectAttributes, .pluginAuthLengthEncodedClientData,
         .canHandleExpiredPasswords, .sessionTrack, .deprecateEOF, .mariaDBStatementBulkOperations,
-        .mariaDBExtendedTypeInfo, .compress,
+        .mariaDBExtendedTypeInfo, .mariaDBProgress, .compress,
     ]
 
     /// Capabilities that belong to one hop only and are not passed on to the backend as the client's.

@@ -136,6 +136,10 @@ package struct CommandRelay {
                 if let header, tracker.isPlainRow(header: header) { return true }
                 let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
                 let outcome = tracker.serverPacket(prefix: prefix, length: packet.length)
+                if outcome == .inProgress, tracker.isProgressReport(prefix) {
+                    current = tracker
+                    return true  // not the answer's first packet, nor an error
+                }
                 switch outcome {
                 case .inProgress, .finished:
                     break

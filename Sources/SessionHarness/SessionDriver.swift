@@ -61,7 +61,7 @@ package enum SessionDriver {
         .protocol41, .interactive, .ignoreSigpipe, .transactions, .secureConnection, .multiStatements,
         .multiResults, .psMultiResults, .pluginAuth, .connectAttributes, .pluginAuthLengthEncodedClientData,
         .canHandleExpiredPasswords, .sessionTrack, .deprecateEOF, .mariaDBStatementBulkOperations,
-        .mariaDBExtendedTypeInfo,
+        .mariaDBExtendedTypeInfo, .mariaDBProgress,
     ]
 
     /// Reads a fuzzer's input as login options and steps. The first byte picks the options; then each step

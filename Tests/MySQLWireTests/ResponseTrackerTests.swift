@@ -47,6 +47,39 @@ struct ResponseTrackerTests {
         #expect(failing.serverPacket(Self.err) == .finished(nil))
     }
 
+    /// A MariaDB progress report: ERR header, error code 0xFFFF, stage 1 of 2, progress 12.345 %, info.
+    static let progress = ByteBuffer(
+        bytes: [0xFF, 0xFF, 0xFF, 0x01, 0x02, 0x39, 0x30, 0x00, 0x04] + Array("copy".utf8))
+
+    @Test("progress reports (ERR 0xFFFF) neither end nor start an answer when the client negotiated them")
+    func progressReports() {
+        let capabilities: CapabilityFlags = [.protocol41, .mariaDBProgress]
+        var alter = ResponseTracker(command: .query, capabilities: capabilities)
+        #expect(alter.isProgressReport(Self.progress))
+        #expect(!alter.isProgressReport(Self.err))
+        #expect(
+            Self.run(&alter, [Self.progress, Self.progress, Self.ok([.autocommit])]) == [
+                .inProgress, .inProgress, .finished([.autocommit]),
+            ])
+        // Before a result set, and before a statement's own error.
+        var select = ResponseTracker(command: .statementExecute, capabilities: capabilities)
+        let outcomes = Self.run(&select, [Self.progress, Self.columnCount(1), Self.column, Self.eof([]), Self.row])
+        #expect(outcomes.allSatisfy { $0 == .inProgress })
+        #expect(select.serverPacket(Self.eof([.autocommit])) == .finished([.autocommit]))
+        var failing = ResponseTracker(command: .query, capabilities: capabilities)
+        #expect(Self.run(&failing, [Self.progress, Self.err]) == [.inProgress, .finished(nil)])
+        // Between the results of a multi-statement query.
+        var multi = ResponseTracker(command: .query, capabilities: capabilities)
+        #expect(
+            Self.run(&multi, [Self.ok([.moreResultsExist]), Self.progress, Self.ok([])]) == [
+                .inProgress, .inProgress, .finished([]),
+            ])
+        // Without the capability the server sends none, and an ERR is an ERR whatever its code.
+        var plain = ResponseTracker(command: .query, capabilities: [.protocol41])
+        #expect(!plain.isProgressReport(Self.progress))
+        #expect(plain.serverPacket(Self.progress) == .finished(nil))
+    }
+
     @Test("a text result set ends at the EOF after the rows, with or without CLIENT_DEPRECATE_EOF")
     func textResultSet() {
         var classic = ResponseTracker(command: .query, capabilities: [.protocol41])
