@@ -31,6 +31,7 @@ extension ClientSession {
         }
         if case .broken(let start, let errorSequenceID, let reason)? = scan.stop {
             logger.error("backend protocol error: \(reason)")
+            if let held = processListAnswer.take() { emit(held, context: context) }
             // The client gets what came before the bad packet, then an ERR in its place.
             if let whole = buffer.getSlice(at: buffer.readerIndex, length: start - buffer.readerIndex) {
                 emit(whole, context: context)
@@ -44,10 +45,26 @@ extension ClientSession {
             close()
             return
         }
-        if scan.forwardable > 0, let slice = buffer.readSlice(length: scan.forwardable) {
-            emit(slice, context: context)
+        if scan.forwardable > 0, var slice = buffer.readSlice(length: scan.forwardable) {
+            if processListAnswer != nil {
+                processListAnswer!.writeBuffer(&slice)
+                if relay.isIdle || processListAnswer!.readableBytes > ProcessListIDs.maximumAnswer {
+                    slice = showingProxyIDs(processListAnswer.take()!)
+                }
+            }
+            if slice.readableBytes > 0 { emit(slice, context: context) }
         }
         if buffer.readableBytes > 0 { heldBackend = buffer }
         if relay.isIdle { offerToFastRelaySoon() }
+    }
+
+    /// A whole `SHOW PROCESSLIST` answer with this proxy's sessions under their proxy ids.
+    func showingProxyIDs(_ answer: ByteBuffer) -> ByteBuffer {
+        guard relay.isIdle, let backend, let session = backend.session else { return answer }
+        let state = environment.state
+        let server = backend.server
+        return ProcessListIDs.rewrite(answer, deprecateEOF: session.capabilities.contains(.deprecateEOF)) {
+            state.sessionID(backendThread: $0, on: server)
+        } ?? answer
     }
 }

@@ -72,6 +72,8 @@ final class ClientSession: ChannelInboundHandler {
     var decoder: MySQLPacketDecoder
     /// Backend bytes held back because a packet header or prefix is incomplete.
     var heldBackend: ByteBuffer?
+    /// The answer to `SHOW PROCESSLIST` so far, held whole to show proxy ids in it (`ProcessListIDs`).
+    var processListAnswer: ByteBuffer?
     /// The command phase's bookkeeping (with `FastRelay` while it carries the session).
     var relay = CommandRelay()
     var handshakeTimeout: Scheduled<Void>?
@@ -537,6 +539,9 @@ final class ClientSession: ChannelInboundHandler {
             case .answered:
                 return false
             }
+        }
+        if command == .query, relay.isIdle, ProcessListIDs.isShowProcessList(packet.payload) {
+            processListAnswer = ByteBuffer()  // (with nothing else pending, the next answer is this one)
         }
         relay.sent(command, payload: packet.payload, capabilities: backend.session?.capabilities ?? [])
         if let wire, !rewritten, compression == nil {

@@ -74,6 +74,15 @@ public final class ProxyState: Sendable {
         shared.withLockedValue { $0.sessions[id] }
     }
 
+    /// The proxy session whose connection to `server` is server thread `thread`.
+    public func sessionID(backendThread thread: UInt64, on server: ServerIdentity) -> UInt32? {
+        shared.withLockedValue { state in
+            state.sessions.first { _, handle in
+                handle.backend == server && handle.backendThreadID.map(UInt64.init) == thread
+            }?.key
+        }
+    }
+
     public func allSessions() -> [SessionHandle] {
         shared.withLockedValue { Array($0.sessions.values) }
     }

@@ -70,6 +70,41 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// PyMySQL's own test suite finds its connection in `SHOW PROCESSLIST` by `thread_id()`, and a DBA kills
+    /// an id read there: through the proxy both must name the proxy's session, not its server thread.
+    @Test("Proxy: SHOW [FULL] PROCESSLIST shows sessions under their proxy ids, and KILL of a shown id ends that one")
+    func proxyProcessListIDs() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                // A pause first, so that the fast relay carries the session when SHOW PROCESSLIST comes.
+                for show in ["SHOW PROCESSLIST", "SHOW FULL PROCESSLIST"] {
+                    let listing = try await proxy.mariadb("SELECT CONNECTION_ID(); DO SLEEP(0.3); \(show)")
+                    let lines = listing.stdout.split(separator: "\n").map { $0.split(separator: "\t") }
+                    let own = try #require(lines.first?.first, "\(listing.stderr)")
+                    let row = lines.dropFirst().first { $0.last == Substring(show) || $0.contains(Substring(show)) }
+                    #expect(row?.first == own, "\(show): \(listing.stdout)")
+                }
+                // Another client waits in SLEEP; the id the list shows for it is the one KILL ends it with.
+                let sleeper = Task { try await proxy.mariadb("SELECT SLEEP(60)") }
+                var shown: Substring?
+                try await poll("the sleeping session is listed", deadline: .seconds(10)) {
+                    let listing = try await proxy.mariadb("SHOW PROCESSLIST")
+                    shown =
+                        listing.stdout.split(separator: "\n").map { $0.split(separator: "\t") }
+                        .first { $0.contains("SELECT SLEEP(60)") }?.first
+                    return shown != nil
+                }
+                let id = try #require(shown)
+                let started = ContinuousClock.now
+                let kill = try await proxy.mariadb("KILL \(id)")
+                #expect(kill.status == 0, "\(kill.stderr)")
+                let killed = try await sleeper.value
+                #expect(killed.status != 0, "the killed client sees its connection lost: \(killed.stdout)")
+                #expect(ContinuousClock.now - started < .seconds(30))
+            }
+        }
+    }
+
     @Test(
         "Proxy: 'u'@'localhost' neither matches nor shadows a TCP login when the server skips name resolution")
     func proxyLocalhostAccounts() async throws {

@@ -1,0 +1,91 @@
+import MySQLWire
+import NIOCore
+import Testing
+
+@testable import SQLProxy
+
+@Suite("SHOW PROCESSLIST ids")
+struct ProcessListIDsTests {
+    static func query(_ sql: String) -> ByteBuffer {
+        var payload = ByteBuffer(bytes: [Command.query.rawValue])
+        payload.writeString(sql)
+        return payload
+    }
+
+    @Test(
+        "SHOW [FULL] PROCESSLIST is recognised in any case and spacing, with comments and a final semicolon",
+        arguments: [
+            ("SHOW PROCESSLIST", true), ("show full processlist;", true), ("  Show /* x */ ProcessList\n", true),
+            ("SHOW PROCESSLIST; SELECT 1", false), ("SELECT 'SHOW PROCESSLIST'", false), ("SHOW FULL", false),
+            ("SELECT * FROM information_schema.processlist", false), ("SHOW HALF PROCESSLIST", false),
+        ])
+    func recognised(sql: String, expected: Bool) {
+        #expect(ProcessListIDs.isShowProcessList(Self.query(sql)) == expected)
+    }
+
+    static func packet(_ sequenceID: UInt8, _ payload: ByteBuffer, into out: inout ByteBuffer) {
+        MySQLPacketEncoder.write(MySQLPacket(sequenceID: sequenceID, payload: payload), into: &out)
+    }
+
+    static func column(_ name: String) -> ByteBuffer {
+        var definition = ByteBuffer()
+        for text in ["def", "", "", "", name, ""] { definition.writeLengthEncodedString(text) }
+        definition.writeBytes([0x0C, 0x21, 0x00, 0x14, 0x00, 0x00, 0x00, 0x08, 0x81, 0x00, 0x00, 0x00, 0x00])
+        return definition
+    }
+
+    static func row(_ fields: [String?]) -> ByteBuffer {
+        var row = ByteBuffer()
+        for field in fields {
+            if let field { row.writeLengthEncodedString(field) } else { row.writeInteger(UInt8(0xFB)) }
+        }
+        return row
+    }
+
+    /// An answer as MariaDB sends it: Id, User, Info; three rows; EOFs unless `deprecateEOF`.
+    static func answer(firstColumn: String = "Id", ids: [String], deprecateEOF: Bool) -> ByteBuffer {
+        var out = ByteBuffer()
+        var sequence: UInt8 = 1
+        func next(_ payload: ByteBuffer) {
+            packet(sequence, payload, into: &out)
+            sequence += 1
+        }
+        var count = ByteBuffer()
+        count.writeLengthEncodedInteger(3)
+        next(count)
+        for name in [firstColumn, "User", "Info"] { next(column(name)) }
+        if !deprecateEOF { next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0])) }
+        for (index, id) in ids.enumerated() { next(row([id, "app", index == 0 ? "SHOW PROCESSLIST" : nil])) }
+        next(ByteBuffer(bytes: deprecateEOF ? [0xFE, 0, 0, 0x02, 0, 0, 0] : [0xFE, 0, 0, 0x02, 0]))
+        return out
+    }
+
+    @Test(
+        "each proxy session's server thread id becomes its proxy id; other threads keep the server's",
+        arguments: [false, true])
+    func rewritten(deprecateEOF: Bool) throws {
+        let original = Self.answer(ids: ["1234", "5", "77"], deprecateEOF: deprecateEOF)
+        let proxyIDs: [UInt64: UInt32] = [1234: 3, 77: 100_000]
+        let mapped = try #require(ProcessListIDs.rewrite(original, deprecateEOF: deprecateEOF) { proxyIDs[$0] })
+        #expect(mapped == Self.answer(ids: ["3", "5", "100000"], deprecateEOF: deprecateEOF))
+    }
+
+    @Test("anything else passes unchanged: no mapped id, another first column, an ERR, a partial answer")
+    func unchanged() {
+        let answer = Self.answer(ids: ["1234"], deprecateEOF: false)
+        #expect(ProcessListIDs.rewrite(answer, deprecateEOF: false) { _ in nil } == nil)
+        let other = Self.answer(firstColumn: "User_id", ids: ["1234"], deprecateEOF: false)
+        #expect(ProcessListIDs.rewrite(other, deprecateEOF: false) { _ in 1 } == nil)
+        var error = ByteBuffer()
+        var payload = ByteBuffer()
+        Packets.ErrorPacket(errorCode: 1227, sqlState: "42000", message: "denied").encode(
+            into: &payload, capabilities: [.protocol41])
+        Self.packet(1, payload, into: &error)
+        #expect(ProcessListIDs.rewrite(error, deprecateEOF: false) { _ in 1 } == nil)
+        #expect(
+            ProcessListIDs.rewrite(answer.getSlice(at: 0, length: answer.readableBytes - 3)!, deprecateEOF: false) {
+                _ in 1
+            } == nil)
+        #expect(ProcessListIDs.rewrite(ByteBuffer(), deprecateEOF: false) { _ in 1 } == nil)
+    }
+}
