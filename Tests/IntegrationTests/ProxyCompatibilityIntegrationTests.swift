@@ -70,6 +70,59 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// DBD::MariaDB's own test suite (about 90 files, 3,300 tests: prepared and client-side statements,
+    /// placeholders, blobs, multi-statements, procedures, async, utf8, max_allowed_packet, TLS), from the
+    /// source of the installed version that scripts/setup unpacks into .cache/client-suites, runs against s1
+    /// directly and then through the proxy; every file that passes directly must pass through the proxy.
+    @Test("Proxy: every DBD::MariaDB test file that passes against the server passes through the proxy")
+    func proxyDBDMariaDBTestSuite() async throws {
+        let suites = URL(fileURLWithPath: clientsDirectory()).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".cache/client-suites")
+        let directory = try #require(
+            (try? FileManager.default.contentsOfDirectory(atPath: suites.path))?.first { $0.hasPrefix("DBD-MariaDB-") },
+            "scripts/setup unpacks DBD::MariaDB's test suite into \(suites.path)")
+        let suite = suites.appendingPathComponent(directory).path
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                """
+                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'dbd-test-pw';
+                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                CREATE DATABASE dbdtest CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+                """)
+            /// Each test file's verdict from `prove`'s summary lines ("t/40blobs.t .. ok").
+            func run(port: Int) async throws -> [String: Bool] {
+                let result = try await offPool {
+                    try ChildProcess.capture(
+                        "/usr/bin/env",
+                        [
+                            "DBI_DSN=DBI:MariaDB:database=dbdtest;host=127.0.0.1;port=\(port)", "DBI_USER=root",
+                            "DBI_PASS=dbd-test-pw", "/usr/bin/timeout", "600", "/bin/sh", "-c",
+                            "cd '\(suite)' && exec prove -I t t/",
+                        ])
+                }
+                var verdicts: [String: Bool] = [:]
+                for line in result.stdout.split(separator: "\n") where line.hasPrefix("t/") {
+                    let parts = line.split(separator: " ", maxSplits: 2)
+                    guard parts.count == 3 else { continue }
+                    let verdict = parts[2]
+                    verdicts[String(parts[0])] = verdict.hasPrefix("ok") || verdict.hasPrefix("skipped")
+                }
+                return verdicts
+            }
+            let direct = try await run(port: try cluster.instance("s1").port)
+            try await ProxyFixture.with(cluster) { proxy in
+                let proxied = try await run(port: proxy.port)
+                let passedDirectly = direct.filter(\.value).keys.sorted()
+                // Measured here: 86 of 90 files pass directly (87async, 11data_sources, 40types and
+                // 92ssl_connection need settings this sandbox lacks).
+                #expect(passedDirectly.count >= 80, "\(direct)")
+                let failed = passedDirectly.filter { proxied[$0] != true }
+                #expect(failed.isEmpty, "pass directly, fail through the proxy: \(failed)")
+            }
+        }
+    }
+
     /// PyMySQL's own test suite finds its connection in `SHOW PROCESSLIST` by `thread_id()`, and a DBA kills
     /// an id read there: through the proxy both must name the proxy's session, not its server thread.
     @Test("Proxy: SHOW [FULL] PROCESSLIST shows sessions under their proxy ids, and KILL of a shown id ends that one")
