@@ -329,13 +329,18 @@ extension ClientSession {
                         return
                     case 0xFE where packet.sequenceID == 1:
                         // The account uses another plugin: its request (the server's first answer, only) gets
-                        // an answer as wrong as the first one.
-                        guard let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload) else {
+                        // an answer as wrong as the first one. A lone 0xFE is the old protocol's request for a
+                        // `mysql_old_password` answer (8 bytes and a NUL), for accounts with a pre-4.1 hash.
+                        let answer: [UInt8]
+                        if packet.payload.readableBytes == 1 {
+                            answer = Array(Self.makeScramble().prefix(8)) + [0]
+                        } else if let switchRequest = Packets.AuthSwitchRequest.decode(packet.payload) {
+                            answer =
+                                switchRequest.pluginName == MariaDBEd25519().name
+                                ? Self.invalidEd25519Signature : Self.makeScramble()
+                        } else {
                             throw ProxyProtocolError("malformed auth switch during a refused change of user")
                         }
-                        let answer =
-                            switchRequest.pluginName == MariaDBEd25519().name
-                            ? Self.invalidEd25519Signature : Self.makeScramble()
                         send(MySQLPacket(sequenceID: 2, payload: ByteBuffer(bytes: answer)), to: backend)
                         backend.channel.flush()
                     default:
