@@ -61,10 +61,9 @@ extension ClientSession {
     /// A whole `SHOW PROCESSLIST` answer with this proxy's sessions under their proxy ids.
     func showingProxyIDs(_ answer: ByteBuffer) -> ByteBuffer {
         guard relay.isIdle, let backend, let session = backend.session else { return answer }
-        let state = environment.state
-        let server = backend.server
+        let ids = environment.state.sessionIDsByBackendThread(on: backend.server)
         return ProcessListIDs.rewrite(answer, deprecateEOF: session.capabilities.contains(.deprecateEOF)) {
-            state.sessionID(backendThread: $0, on: server)
+            ids[$0]
         } ?? answer
     }
 }

@@ -74,12 +74,14 @@ public final class ProxyState: Sendable {
         shared.withLockedValue { $0.sessions[id] }
     }
 
-    /// The proxy session whose connection to `server` is server thread `thread`.
-    public func sessionID(backendThread thread: UInt64, on server: ServerIdentity) -> UInt32? {
+    /// The proxy sessions connected to `server`, by their server thread ids.
+    public func sessionIDsByBackendThread(on server: ServerIdentity) -> [UInt64: UInt32] {
         shared.withLockedValue { state in
-            state.sessions.first { _, handle in
-                handle.backend == server && handle.backendThreadID.map(UInt64.init) == thread
-            }?.key
+            var ids: [UInt64: UInt32] = [:]
+            for (id, handle) in state.sessions where handle.backend == server {
+                if let thread = handle.backendThreadID { ids[UInt64(thread)] = id }
+            }
+            return ids
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -99,10 +100,20 @@ public enum ChildProcess {
         (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
+    /// Held while pipes are made and while children are spawned (see `makePipe`).
+    private static let spawning = Mutex(())
+
     private static func makePipe() throws -> (read: Int32, write: Int32) {
-        var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw SandboxError("pipe() failed: errno \(errno)") }
-        return (ends[0], ends[1])
+        // Close-on-exec, set before any other thread can spawn: a child started meanwhile must not inherit
+        // the write ends (the reader here would wait for that child to exit too; a server started by a test
+        // beside it would hold them for its whole life). The spawn actions dup2 them onto 1 and 2, which
+        // clears the flag there. (Glibc's pipe2 is not imported.)
+        try spawning.withLock { _ in
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { throw SandboxError("pipe() failed: errno \(errno)") }
+            for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            return (ends[0], ends[1])
+        }
     }
 
     private static func readAll(_ fd: Int32) -> [UInt8] {
@@ -133,7 +144,7 @@ public enum ChildProcess {
             for pointer in envp { free(pointer) }
         }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let spawned = spawning.withLock { _ in posix_spawn(&pid, executable, &actions, nil, argv, envp) }
         guard spawned == 0 else {
             throw SandboxError("cannot start \(executable): \(String(cString: strerror(spawned)))")
         }

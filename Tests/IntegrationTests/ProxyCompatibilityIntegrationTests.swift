@@ -189,7 +189,7 @@ struct ProxyCompatibilityIntegrationTests {
                 let id = try #require(shown)
                 let started = ContinuousClock.now
                 let kill = try await proxy.mariadb("KILL \(id)")
-                #expect(kill.status == 0, "\(kill.stderr)")
+                #expect(kill.status == 0, "KILL \(id): \(kill.stderr)")
                 let killed = try await sleeper.value
                 #expect(killed.status != 0, "the killed client sees its connection lost: \(killed.stdout)")
                 #expect(ContinuousClock.now - started < .seconds(30))

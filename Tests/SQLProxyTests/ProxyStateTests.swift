@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
+import Topology
 
 @testable import SQLProxy
 
@@ -31,5 +32,21 @@ import Testing
         #expect(state.isThrottled("u@h", max: 3, window: .seconds(60), now: now))
         #expect(!state.isThrottled("u@other", max: 3, window: .seconds(60), now: now))
         #expect(!state.isThrottled("u@h", max: 3, window: .seconds(60), now: now + .seconds(61)))
+    }
+
+    @Test("Sessions are found by their server thread on one server only")
+    func byBackendThread() {
+        let state = ProxyState()
+        let loop = EmbeddedEventLoop()
+        let s1 = ServerIdentity(name: "s1", host: "127.0.0.1", port: 3311)
+        let s2 = ServerIdentity(name: "s2", host: "127.0.0.1", port: 3312)
+        func on(_ server: ServerIdentity?, _ thread: UInt32?) -> ProxyState.SessionHandle {
+            ProxyState.SessionHandle(user: "u", eventLoop: loop, backend: server, backendThreadID: thread, close: {})
+        }
+        let a = state.register(limit: 10) { _ in on(s1, 40) }!
+        let b = state.register(limit: 10) { _ in on(s2, 40) }!
+        _ = state.register(limit: 10) { _ in on(s1, nil) }  // still logging in
+        #expect(state.sessionIDsByBackendThread(on: s1) == [40: a])
+        #expect(state.sessionIDsByBackendThread(on: s2) == [40: b])
     }
 }
