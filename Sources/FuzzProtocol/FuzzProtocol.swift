@@ -122,7 +122,7 @@ func fuzzProxySession(_ bytes: ByteBuffer, packets: [MySQLPacket]) {
     statement.writeImmutableBuffer(bytes)
     _ = StatementClassifier.classify(statement)
     _ = StatementClassifier.readsLastInsertID(statement)
-    _ = SQLRewriter.rewrite(statement, connectionID: 7, killTarget: { $0 &+ 1 })
+    _ = SQLRewriter.rewrite(statement, connectionID: 7, killTarget: { id, _ in id &+ 1 })
 
     var portability = SessionPortability()
     var statements = PreparedStatements()

@@ -67,9 +67,13 @@ public struct ResponseTracker: Sendable {
         }
     }
 
-    public init(command: Command, capabilities: CapabilityFlags) {
+    /// Whether a `COM_STMT_EXECUTE` asked for a cursor (its flags byte; see `cursorRequested(inExecute:)`).
+    public let cursorRequested: Bool
+
+    public init(command: Command, capabilities: CapabilityFlags, cursorRequested: Bool = false) {
         self.command = command
         self.capabilities = capabilities
+        self.cursorRequested = cursorRequested
         switch command {
         // One packet: the statistics string; the EOF (or OK) of COM_SET_OPTION and COM_DEBUG; or an ERR.
         case .statistics, .setOption, .debug: phase = .singlePacket
@@ -77,6 +81,13 @@ public struct ResponseTracker: Sendable {
         case .statementFetch: phase = .rows  // rows of the open cursor, then EOF (or ERR)
         default: phase = .start
         }
+    }
+
+    /// Whether a `COM_STMT_EXECUTE` payload (command byte, statement id, flags, ...) asks for a cursor:
+    /// read-only, for update or scrollable.
+    public static func cursorRequested(inExecute payload: ByteBuffer) -> Bool {
+        guard let flags = payload.getInteger(at: payload.readerIndex + 5, as: UInt8.self) else { return false }
+        return flags & 0x07 != 0
     }
 
     /// Whether a packet whose first byte is `header` is just another row of the result set being read
@@ -229,8 +240,14 @@ public struct ResponseTracker: Sendable {
 
     private mutating func afterColumns(cursorStatus: StatusFlags?) -> Outcome {
         guard command != .statementPrepare else { return finish(nil) }
-        // An execute that opened a cursor sends no rows now; COM_STMT_FETCH brings them.
-        if command == .statementExecute, cursorStatus?.contains(.cursorExists) == true { return finish(cursorStatus) }
+        // An execute that opened a cursor sends no rows now; COM_STMT_FETCH brings them. Only one that asked
+        // for a cursor: a CALL's result sets may carry SERVER_STATUS_CURSOR_EXISTS from a cursor the procedure
+        // declared, with their rows following (and more results after them).
+        if command == .statementExecute, cursorRequested, let cursorStatus, cursorStatus.contains(.cursorExists),
+            !cursorStatus.contains(.moreResultsExist)
+        {
+            return finish(cursorStatus)
+        }
         phase = .rows
         return .inProgress
     }

@@ -31,7 +31,7 @@ extension ClientSession {
         }
         if case .broken(let start, let errorSequenceID, let reason)? = scan.stop {
             logger.error("backend protocol error: \(reason)")
-            if let held = processListAnswer.take() { emit(held, context: context) }
+            if let held = heldAnswer.take() { emit(held.bytes, context: context) }
             // The client gets what came before the bad packet, then an ERR in its place.
             if let whole = buffer.getSlice(at: buffer.readerIndex, length: start - buffer.readerIndex) {
                 emit(whole, context: context)
@@ -46,16 +46,47 @@ extension ClientSession {
             return
         }
         if scan.forwardable > 0, var slice = buffer.readSlice(length: scan.forwardable) {
-            if processListAnswer != nil {
-                processListAnswer!.writeBuffer(&slice)
-                if relay.isIdle || processListAnswer!.readableBytes > ProcessListIDs.maximumAnswer {
-                    slice = showingProxyIDs(processListAnswer.take()!)
+            if heldAnswer != nil {
+                heldAnswer!.bytes.writeBuffer(&slice)
+                if !heldAnswer!.releasing,
+                    relay.isIdle || heldAnswer!.bytes.readableBytes > ProcessListIDs.maximumAnswer
+                {
+                    release(heldAnswer!)
                 }
             }
             if slice.readableBytes > 0 { emit(slice, context: context) }
         }
         if buffer.readableBytes > 0 { heldBackend = buffer }
-        if relay.isIdle { offerToFastRelaySoon() }
+        if relay.isIdle, heldAnswer == nil { offerToFastRelaySoon() }
+    }
+
+    /// A whole held answer goes to the client: SHOW PROCESSLIST's with proxy ids; a KILL's OK once the
+    /// client connections it ended are shut down (answers that come meanwhile wait behind it).
+    func release(_ held: HeldAnswer) {
+        guard let context else { return }
+        switch held.kind {
+        case .processList:
+            heldAnswer = nil
+            emit(showingProxyIDs(held.bytes), context: context)
+        case .kill(let targets):
+            let last = ProcessListIDs.lastPacketHeader(held.bytes)
+            let shutDowns = last == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown?() } : []
+            guard !shutDowns.isEmpty else {
+                heldAnswer = nil
+                emit(held.bytes, context: context)
+                return
+            }
+            heldAnswer!.releasing = true
+            let loop = context.eventLoop
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            EventLoopFuture.andAllComplete(shutDowns, on: loop).whenComplete { _ in
+                let session = bound.value
+                guard let held = session.heldAnswer.take(), let context = session.context else { return }
+                session.emit(held.bytes, context: context)
+                context.flush()  // (outside a read, nothing else flushes it)
+                if session.relay.isIdle { session.offerToFastRelaySoon() }
+            }
+        }
     }
 
     /// A whole `SHOW PROCESSLIST` answer with this proxy's sessions under their proxy ids.
@@ -66,4 +97,20 @@ extension ClientSession {
             ids[$0]
         } ?? answer
     }
+}
+
+/// An answer a session holds whole before it goes to the client.
+struct HeldAnswer {
+    enum Kind {
+        /// `SHOW PROCESSLIST`'s, whose ids become the proxy's.
+        case processList
+        /// A KILL's that ends these proxy sessions' connections: a server shuts the killed connection
+        /// down before it answers, so a client that goes on to use it finds it closed (and reconnects).
+        case kill([UInt32])
+    }
+
+    var kind: Kind
+    var bytes = ByteBuffer()
+    /// Waiting for the killed sessions' connections to be shut down; what comes meanwhile is added.
+    var releasing = false
 }

@@ -72,8 +72,10 @@ final class ClientSession: ChannelInboundHandler {
     var decoder: MySQLPacketDecoder
     /// Backend bytes held back because a packet header or prefix is incomplete.
     var heldBackend: ByteBuffer?
-    /// The answer to `SHOW PROCESSLIST` so far, held whole to show proxy ids in it (`ProcessListIDs`).
-    var processListAnswer: ByteBuffer?
+    /// An answer held whole before it goes to the client (see `HeldAnswer`).
+    var heldAnswer: HeldAnswer?
+    /// Proxy sessions whose connection a KILL in the command being sent ends.
+    var killedSessions: [UInt32] = []
     /// The command phase's bookkeeping (with `FastRelay` while it carries the session).
     var relay = CommandRelay()
     var handshakeTimeout: Scheduled<Void>?
@@ -157,13 +159,15 @@ final class ClientSession: ChannelInboundHandler {
         }
         let loop = context.eventLoop
         let channel = context.channel
+        let bound = NIOLoopBound(self, eventLoop: loop)
         guard
             let id = environment.state.register(
                 limit: settings.maxConnections,
                 { _ in
                     ProxyState.SessionHandle(
                         user: "", eventLoop: loop, backend: nil, backendThreadID: nil,
-                        close: { loop.execute { channel.close(promise: nil) } })
+                        close: { loop.execute { channel.close(promise: nil) } },
+                        shutDown: { loop.submit { bound.value.shutDownClient() } })
                 })
         else {
             logger.warning("connection refused: proxy.max_connections (\(settings.maxConnections)) reached")
@@ -480,6 +484,7 @@ final class ClientSession: ChannelInboundHandler {
 
     /// Handles one client packet of the command phase; returns whether anything was written to the backend.
     func forward(_ packet: MySQLPacket, wire: ByteBuffer?, to backend: Backend) -> Bool {
+        killedSessions = []
         if relay.sendingLocalFile {
             var packet = packet
             packet.sequenceID = relay.localFilePacket(length: packet.payload.readableBytes)
@@ -516,7 +521,7 @@ final class ClientSession: ChannelInboundHandler {
                 reply(errno: 1047, sqlState: "08S01", "Malformed COM_PROCESS_KILL", sequenceID: 1)
                 return false
             }
-            guard let target = mapKillTarget(id, on: backend) else { return false }
+            guard let target = mapKillTarget(id, connection: true, on: backend) else { return false }
             var kill = ByteBuffer()
             kill.writeInteger(command.rawValue)
             kill.writeInteger(target, endianness: .little)
@@ -525,7 +530,7 @@ final class ClientSession: ChannelInboundHandler {
         default:
             switch relay.check(
                 command, payload: packet.payload, connectionID: connectionID,
-                killTarget: { id in self.mapKillTarget(id, on: backend) })
+                killTarget: { id, connection in self.mapKillTarget(id, connection: connection, on: backend) })
             {
             case .send(let payload?):
                 packet.payload = payload
@@ -540,9 +545,13 @@ final class ClientSession: ChannelInboundHandler {
                 return false
             }
         }
-        if command == .query, relay.isIdle, ProcessListIDs.isShowProcessList(packet.payload) {
-            processListAnswer = ByteBuffer()  // (with nothing else pending, the next answer is this one)
+        // With nothing else pending, the next answer is this command's.
+        if relay.isIdle, !killedSessions.isEmpty {
+            heldAnswer = HeldAnswer(kind: .kill(killedSessions))
+        } else if command == .query, relay.isIdle, ProcessListIDs.isShowProcessList(packet.payload) {
+            heldAnswer = HeldAnswer(kind: .processList)
         }
+        killedSessions = []
         relay.sent(command, payload: packet.payload, capabilities: backend.session?.capabilities ?? [])
         if let wire, !rewritten, compression == nil {
             backend.channel.write(wire, promise: nil)  // the client's bytes as they came: no copy
@@ -552,14 +561,15 @@ final class ClientSession: ChannelInboundHandler {
         return true
     }
 
-    /// The backend thread of the proxy session `id`, for KILL; nil (after answering ERR 1094) when there is
-    /// no such session or it is not on this session's server.
-    func mapKillTarget(_ id: UInt32, on backend: Backend) -> UInt32? {
+    /// The backend thread of the proxy session `id`, for KILL (of its `connection`, or of its statement);
+    /// nil (after answering ERR 1094) when there is no such session or it is not on this session's server.
+    func mapKillTarget(_ id: UInt32, connection: Bool, on backend: Backend) -> UInt32? {
         if let target = environment.state.session(id), let thread = target.backendThreadID,
             target.backend == backend.server
         {
             // When its server connection goes, that session must end with it rather than move.
             environment.state.update(id) { $0.killRequested = true }
+            if connection, id != connectionID { killedSessions.append(id) }
             return thread
         }
         reply(errno: 1094, sqlState: "HY000", "Unknown thread id: \(id)", sequenceID: 1)
@@ -581,6 +591,13 @@ final class ClientSession: ChannelInboundHandler {
         // Results pause at the backend while the client reads slower than the server sends.
         backend?.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Shuts the client socket down (a KILL named this session and the server has ended its connection):
+    /// the client sees it closed before the KILL's OK reaches whoever sent it, as with a server.
+    func shutDownClient() {
+        if let descriptor = fast.clientDescriptor { _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR)) }
+        close()
     }
 
     func backendClosed() {

@@ -42,7 +42,8 @@ package struct CommandRelay {
     /// Checks a command from the client before it goes to the server. `killTarget` maps a proxy connection
     /// id named by `KILL` in SQL to the server thread, or answers the client and returns nil.
     mutating func check(
-        _ command: Command, payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?
+        _ command: Command, payload: ByteBuffer, connectionID: UInt32,
+        killTarget: (UInt32, _ connection: Bool) -> UInt32?
     ) -> Check {
         switch command {
         case .query, .statementPrepare:
@@ -72,7 +73,11 @@ package struct CommandRelay {
     mutating func sent(_ command: Command, payload: ByteBuffer, capabilities: CapabilityFlags) {
         portability.commandSent(command, payload: payload)
         if ResponseTracker.expectsResponse(command) {
-            pending.append(ResponseTracker(command: command, capabilities: capabilities))
+            pending.append(
+                ResponseTracker(
+                    command: command, capabilities: capabilities,
+                    cursorRequested: command == .statementExecute && ResponseTracker.cursorRequested(inExecute: payload)
+                ))
         }
     }
 

@@ -447,7 +447,7 @@ private final class Worker: @unchecked Sendable {
             if command == .query, ProcessListIDs.isShowProcessList(payload) { return (false, commands) }
             let sent: ByteBuffer
             switch session.relay.check(
-                command, payload: payload, connectionID: session.connectionID, killTarget: { _ in nil })
+                command, payload: payload, connectionID: session.connectionID, killTarget: { _, _ in nil })
             {
             case .send(nil):
                 sent = payload

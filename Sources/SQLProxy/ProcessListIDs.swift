@@ -63,6 +63,21 @@ enum ProcessListIDs {
         return changed ? output : nil
     }
 
+    /// The first payload byte of the last whole packet in `bytes` (0x00 for an OK, 0xFF for an ERR).
+    static func lastPacketHeader(_ bytes: ByteBuffer) -> UInt8? {
+        var input = bytes
+        var header: UInt8?
+        while input.readableBytes >= 4 {
+            let length =
+                Int(input.getInteger(at: input.readerIndex, endianness: .little, as: UInt16.self)!)
+                | Int(input.getInteger(at: input.readerIndex + 2, as: UInt8.self)!) << 16
+            guard input.readableBytes >= 4 + length else { break }
+            header = length > 0 ? input.getInteger(at: input.readerIndex + 4, as: UInt8.self) : nil
+            input.moveReaderIndex(forwardBy: 4 + length)
+        }
+        return header
+    }
+
     /// Whether a column definition (protocol 4.1) names its column `Id`.
     private static func firstColumnIsID(_ definition: ByteBuffer) -> Bool {
         var definition = definition

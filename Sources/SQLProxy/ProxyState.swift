@@ -23,6 +23,8 @@ public final class ProxyState: Sendable {
         /// with it instead of moving to a new connection.
         public var killRequested = false
         public var close: @Sendable () -> Void
+        /// Shuts the client connection down at once (its socket, whoever reads it): done when it has been.
+        public var shutDown: (@Sendable () -> EventLoopFuture<Void>)? = nil
     }
 
     private let shared = NIOLockedValueBox(Shared())

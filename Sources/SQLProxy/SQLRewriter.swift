@@ -24,8 +24,10 @@ package enum SQLRewriter {
     static let maximumLength = 64 * 1024
 
     /// `payload` is a COM_QUERY or COM_STMT_PREPARE packet: the command byte, then the statement.
+    /// `killTarget` maps a proxy session id named by KILL (and whether the KILL ends its connection, not
+    /// only its statement) to the server thread, or answers the client and returns nil.
     package static func rewrite(
-        _ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32) -> UInt32?
+        _ payload: ByteBuffer, connectionID: UInt32, killTarget: (UInt32, _ connection: Bool) -> UInt32?
     ) -> Result {
         guard payload.readableBytes > 1, payload.readableBytes <= maximumLength + 1,
             payload.withUnsafeReadableBytes({ raw in
@@ -38,14 +40,14 @@ package enum SQLRewriter {
         let tokens = tokenize(text)
         // Every statement of a multi-statement query: `SELECT 1; KILL 7` must not kill server thread 7.
         for start in statementStarts(tokens, text) {
-            guard let target = killStatementTarget(tokens, text, from: start) else { continue }
+            guard let (target, connection) = killStatementTarget(tokens, text, from: start) else { continue }
             let id: UInt32?
             switch target {
             case .number(let range): id = UInt32(String(decoding: text[range], as: UTF8.self))
             case .connectionID: id = connectionID
             }
             guard let id else { continue }  // (no such id: the server says so)
-            guard let thread = killTarget(id) else { return .refused }
+            guard let thread = killTarget(id, connection) else { return .refused }
             replacements.append((target.range, Array(String(thread).utf8)))
         }
         var items: [Range<Int>]?
@@ -107,8 +109,11 @@ package enum SQLRewriter {
     }
 
     /// The thread id of a `KILL [HARD|SOFT] [CONNECTION|QUERY] n` statement starting at token `start` (not
-    /// `KILL QUERY ID n`, which names a query id, and not `KILL USER name`).
-    static func killStatementTarget(_ tokens: [Token], _ text: [UInt8], from start: Int = 0) -> KillTarget? {
+    /// `KILL QUERY ID n`, which names a query id, and not `KILL USER name`), and whether it ends the
+    /// connection (not `QUERY`).
+    static func killStatementTarget(
+        _ tokens: [Token], _ text: [UInt8], from start: Int = 0
+    ) -> (KillTarget, connection: Bool)? {
         var index = start
         func word(_ expected: StaticString) -> Bool {
             guard index < tokens.count, tokens[index].kind == .word,
@@ -119,7 +124,8 @@ package enum SQLRewriter {
         }
         guard word("kill") else { return nil }
         _ = word("hard") || word("soft")
-        if word("query") {
+        let connection = !word("query")
+        if !connection {
             if word("id") { return nil }
         } else {
             _ = word("connection")
@@ -140,7 +146,7 @@ package enum SQLRewriter {
         {
             return nil
         }
-        return target
+        return (target, connection)
     }
 
     /// The bytes of `CONNECTION_ID()` (the built-in, not `schema.connection_id()`) starting at token `index`.

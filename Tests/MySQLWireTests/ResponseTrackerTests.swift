@@ -144,12 +144,34 @@ struct ResponseTrackerTests {
 
     @Test("an execute that opens a cursor ends after the column definitions; fetch ends at its EOF")
     func cursor() {
-        var execute = ResponseTracker(command: .statementExecute, capabilities: [.protocol41])
+        var open = ByteBuffer(bytes: [Command.statementExecute.rawValue, 7, 0, 0, 0, 0x01, 1, 0, 0, 0])
+        #expect(ResponseTracker.cursorRequested(inExecute: open))
+        var execute = ResponseTracker(
+            command: .statementExecute, capabilities: [.protocol41],
+            cursorRequested: ResponseTracker.cursorRequested(inExecute: open))
         let outcomes = Self.run(&execute, [Self.columnCount(1), Self.column, Self.eof([.cursorExists, .autocommit])])
         #expect(outcomes.last == .finished([.cursorExists, .autocommit]))
+        open.setInteger(UInt8(0), at: 5)
+        #expect(!ResponseTracker.cursorRequested(inExecute: open))
         var fetch = ResponseTracker(command: .statementFetch, capabilities: [.protocol41])
         let binaryRow = ByteBuffer(bytes: [0x00, 0x00, 0x2A, 0x00, 0x00, 0x00])
         #expect(Self.run(&fetch, [binaryRow, binaryRow, Self.eof([.lastRowSent])]).last == .finished([.lastRowSent]))
+    }
+
+    /// Measured on MariaDB 10.11 (`main.sp-row` with `--ps-protocol`): a CALL of a procedure that declares
+    /// a cursor answers with SERVER_STATUS_CURSOR_EXISTS on its result set's EOFs, rows included.
+    @Test("a CALL's result set flagged CURSOR_EXISTS still has its rows when the execute asked for no cursor")
+    func cursorFlagFromAProcedure() {
+        let flagged: StatusFlags = [.cursorExists, .moreResultsExist, .autocommit, .noIndexUsed]
+        let binaryRow = ByteBuffer(bytes: [0x00, 0x00, 0x0A, 0x00, 0x00, 0x00])
+        for requested in [false, true] {
+            var call = ResponseTracker(
+                command: .statementExecute, capabilities: [.protocol41], cursorRequested: requested)
+            let outcomes = Self.run(
+                &call, [Self.columnCount(1), Self.column, Self.eof(flagged), binaryRow, Self.eof(flagged)])
+            #expect(outcomes.allSatisfy { $0 == .inProgress }, "cursor requested: \(requested)")
+            #expect(call.serverPacket(Self.ok([.autocommit])) == .finished([.autocommit]))
+        }
     }
 
     @Test("LOAD DATA LOCAL: the file request, the client's data, then the server's OK")

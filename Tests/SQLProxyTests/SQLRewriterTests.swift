@@ -4,7 +4,9 @@ import Testing
 @testable import SQLProxy
 
 @Suite struct SQLRewriterTests {
-    private func rewrite(_ sql: String, id: UInt32 = 77, kill: (UInt32) -> UInt32? = { $0 + 1000 }) -> String? {
+    private func rewrite(
+        _ sql: String, id: UInt32 = 77, kill: (UInt32, Bool) -> UInt32? = { id, _ in id + 1000 }
+    ) -> String? {
         var payload = ByteBuffer()
         payload.writeInteger(UInt8(0x03))
         payload.writeString(sql)
@@ -108,7 +110,18 @@ import Testing
         #expect(rewrite("KILL USER app") == "KILL USER app")
         #expect(rewrite("KILL QUERY CONNECTION_ID()") == "KILL QUERY 1077")
         #expect(rewrite("SELECT 'KILL 5'") == "SELECT 'KILL 5'")
-        #expect(rewrite("KILL 5", kill: { _ in nil }) == nil)
+        #expect(rewrite("KILL 5", kill: { _, _ in nil }) == nil)
+    }
+
+    @Test("KILL and KILL CONNECTION end the connection, KILL QUERY only the statement")
+    func killKinds() {
+        var seen: [(UInt32, Bool)] = []
+        _ = rewrite("KILL 5; KILL QUERY 6; KILL CONNECTION 7; KILL HARD QUERY 8; KILL SOFT 9") { id, connection in
+            seen.append((id, connection))
+            return id
+        }
+        #expect(seen.map(\.0) == [5, 6, 7, 8, 9])
+        #expect(seen.map(\.1) == [true, false, true, false, true], "whether the KILL ends the connection")
     }
 
     @Test("A KILL in any statement of a multi-statement query is mapped; the first unknown id refuses the query")
@@ -120,7 +133,7 @@ import Testing
         #expect(rewrite("SELECT 1; KILL CONNECTION_ID()") == "SELECT 1; KILL 1077")
         #expect(rewrite("SELECT 1, KILL 5") == "SELECT 1, KILL 5", "not a statement of its own")
         var asked: [UInt32] = []
-        let refused = rewrite("KILL 1; KILL 2; KILL 3") { id in
+        let refused = rewrite("KILL 1; KILL 2; KILL 3") { id, _ in
             asked.append(id)
             return id == 2 ? nil : id + 1000
         }
@@ -145,7 +158,7 @@ import Testing
         var payload = ByteBuffer()
         payload.writeInteger(UInt8(0x03))
         payload.writeString("SELECT c FROM sbtest1 WHERE id=5")
-        guard case .unchanged = SQLRewriter.rewrite(payload, connectionID: 1, killTarget: { $0 }) else {
+        guard case .unchanged = SQLRewriter.rewrite(payload, connectionID: 1, killTarget: { id, _ in id }) else {
             Issue.record("rewritten")
             return
         }
