@@ -9,6 +9,32 @@ import Testing
 struct ProxyCompatibilityIntegrationTests {
     /// The server's C API test program (Debian package mariadb-test), which scripts/setup installs.
     static let clientTest = "/usr/bin/mariadb-client-test"
+    /// The password of `root@127.0.0.1`, which MariaDB's own tests log in as (over TCP, through the proxy).
+    static let rootPassword = "root-tcp-pw"
+    /// Creates `root@127.0.0.1` with every privilege, as MariaDB's test runner's root has (the sandbox's
+    /// root@localhost uses the unix socket).
+    static let rootOverTCP = """
+        CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY '\(rootPassword)';
+        GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+        """
+
+    /// Runs a mariadb-test script (MariaDB's test language) through the proxy as root, in database `test`.
+    static func mariadbTest(_ script: String, through proxy: ProxyFixture, _ extra: [String] = []) async throws
+        -> ChildProcess.Result
+    {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "proxy-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).test")
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        return try await offPool {
+            try ChildProcess.capture(
+                "/usr/bin/mariadb-test",
+                [
+                    "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=root",
+                    "--password=\(rootPassword)", "--database=test", "--test-file=\(file.path)",
+                ] + extra)
+        }
+    }
 
     /// Every case of MariaDB's C API test suite (`mariadb-client-test`, about 300: prepared statements,
     /// cursors, bulk, multi-results, change user, character sets, big packets, compression, the non-blocking
@@ -28,8 +54,7 @@ struct ProxyCompatibilityIntegrationTests {
             try await cluster.rootSQL(
                 "s1",
                 """
-                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'client-test-pw';
-                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                \(Self.rootOverTCP)
                 SET GLOBAL log_bin_trust_function_creators = 1;
                 CREATE DATABASE test;
                 """)
@@ -43,7 +68,7 @@ struct ProxyCompatibilityIntegrationTests {
                         [
                             "120", Self.clientTest, "--no-defaults", "--host=127.0.0.1", "--port=\(port)",
                             "--user=root",
-                            "--password=client-test-pw", "--testcase", "--vardir=\(scratch.path)", name,
+                            "--password=\(Self.rootPassword)", "--testcase", "--vardir=\(scratch.path)", name,
                         ])
                 }
             }
@@ -86,8 +111,7 @@ struct ProxyCompatibilityIntegrationTests {
             try await cluster.rootSQL(
                 "s1",
                 """
-                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'dbd-test-pw';
-                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                \(Self.rootOverTCP)
                 CREATE DATABASE dbdtest CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
                 """)
             /// Each test file's verdict from `prove`'s summary lines ("t/40blobs.t .. ok").
@@ -97,7 +121,7 @@ struct ProxyCompatibilityIntegrationTests {
                         "/usr/bin/env",
                         [
                             "DBI_DSN=DBI:MariaDB:database=dbdtest;host=127.0.0.1;port=\(port)", "DBI_USER=root",
-                            "DBI_PASS=dbd-test-pw", "/usr/bin/timeout", "600", "/bin/sh", "-c",
+                            "DBI_PASS=\(Self.rootPassword)", "/usr/bin/timeout", "600", "/bin/sh", "-c",
                             "cd '\(suite)' && exec prove -I t t/",
                         ])
                 }
@@ -134,28 +158,18 @@ struct ProxyCompatibilityIntegrationTests {
                 "s1",
                 """
                 SET GLOBAL secure_auth = 0;
-                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'old-test-pw';
-                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                \(Self.rootOverTCP)
                 CREATE USER 'test_oldpw'@'%' IDENTIFIED BY PASSWORD '09301740536db389';
                 CREATE DATABASE test;
                 """)
-            let script = FileManager.default.temporaryDirectory.appendingPathComponent("old-pw-\(getpid()).test")
-            try """
-            --error ER_ACCESS_DENIED_ERROR
-            change_user test_oldpw,oldpw;
-            SELECT CURRENT_USER(), 1 + 1;
-
-            """.write(to: script, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(at: script) }
             try await ProxyFixture.with(cluster) { proxy in
-                let result = try await offPool {
-                    try ChildProcess.capture(
-                        "/usr/bin/mariadb-test",
-                        [
-                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=root",
-                            "--password=old-test-pw", "--database=test", "--test-file=\(script.path)",
-                        ])
-                }
+                let result = try await Self.mariadbTest(
+                    """
+                    --error ER_ACCESS_DENIED_ERROR
+                    change_user test_oldpw,oldpw;
+                    SELECT CURRENT_USER(), 1 + 1;
+
+                    """, through: proxy)
                 #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
                 #expect(result.stdout.contains("root@127.0.0.1\t2"), "\(result.stdout)\(result.stderr)")
             }
@@ -163,47 +177,37 @@ struct ProxyCompatibilityIntegrationTests {
     }
 
     /// From MariaDB's `main.sp-row` with `--ps-protocol`: a procedure with a variable of `ROW TYPE OF` a
-    /// cursor answers a binary-protocol CALL with SERVER_STATUS_CURSOR_EXISTS on its result set, rows included. The proxy took
-    /// the flag for an opened cursor, ended the answer early and closed the session at the rows.
+    /// cursor answers a binary-protocol CALL with SERVER_STATUS_CURSOR_EXISTS on its result set, rows
+    /// included. The proxy took the flag for an opened cursor, ended the answer early and closed the session
+    /// at the rows.
     @Test("Proxy: a prepared CALL of a procedure that declares a cursor returns its rows")
     func proxyPreparedCallWithDeclaredCursor() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
             try await cluster.rootSQL(
                 "s1",
                 """
-                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'call-test-pw';
-                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                \(Self.rootOverTCP)
                 CREATE DATABASE test;
                 """)
-            let script = FileManager.default.temporaryDirectory.appendingPathComponent("cursor-call-\(getpid()).test")
-            try """
-            CREATE TABLE t1 (c1 INT, c2 INT);
-            DELIMITER $$;
-            CREATE PROCEDURE p1()
-            BEGIN
-              DECLARE cur1 CURSOR FOR SELECT * FROM t1;
-              BEGIN
-                DECLARE a ROW TYPE OF cur1 DEFAULT ROW (10, 20);
-                SELECT a.c1 * 10 AS tens UNION ALL SELECT a.c2 * 10;
-              END;
-            END;
-            $$
-            DELIMITER ;$$
-            CALL p1;
-            SELECT 'after' AS still_here;
-
-            """.write(to: script, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(at: script) }
             try await ProxyFixture.with(cluster) { proxy in
-                let result = try await offPool {
-                    try ChildProcess.capture(
-                        "/usr/bin/mariadb-test",
-                        [
-                            "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=root",
-                            "--password=call-test-pw", "--database=test", "--ps-protocol",
-                            "--test-file=\(script.path)",
-                        ])
-                }
+                let result = try await Self.mariadbTest(
+                    """
+                    CREATE TABLE t1 (c1 INT, c2 INT);
+                    DELIMITER $$;
+                    CREATE PROCEDURE p1()
+                    BEGIN
+                      DECLARE cur1 CURSOR FOR SELECT * FROM t1;
+                      BEGIN
+                        DECLARE a ROW TYPE OF cur1 DEFAULT ROW (10, 20);
+                        SELECT a.c1 * 10 AS tens UNION ALL SELECT a.c2 * 10;
+                      END;
+                    END;
+                    $$
+                    DELIMITER ;$$
+                    CALL p1;
+                    SELECT 'after' AS still_here;
+
+                    """, through: proxy, ["--ps-protocol"])
                 #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
                 #expect(result.stdout.contains("tens\n100\n200\n"), "\(result.stdout)")
                 #expect(result.stdout.contains("still_here\nafter"), "\(result.stdout)")
@@ -256,14 +260,13 @@ struct ProxyCompatibilityIntegrationTests {
             try await cluster.rootSQL(
                 "s1",
                 """
-                CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY 'root-tcp-pw';
-                GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                \(Self.rootOverTCP)
                 CREATE USER 'shadow'@'localhost' IDENTIFIED BY 'local-pw';
                 CREATE USER 'shadow'@'127.0.0.1' IDENTIFIED BY 'tcp-pw';
                 CREATE USER 'onlylocal'@'localhost' IDENTIFIED BY 'local-pw';
                 """)
             try await ProxyFixture.with(cluster) { proxy in
-                for (user, password) in [("root", "root-tcp-pw"), ("shadow", "tcp-pw")] {
+                for (user, password) in [("root", Self.rootPassword), ("shadow", "tcp-pw")] {
                     let login = try await proxy.mariadb("SELECT CURRENT_USER()", user: user, password: password)
                     #expect(
                         login.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(user)@127.0.0.1",
