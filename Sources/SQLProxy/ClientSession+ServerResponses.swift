@@ -49,7 +49,7 @@ extension ClientSession {
             if heldAnswer != nil {
                 heldAnswer!.bytes.writeBuffer(&slice)
                 if !heldAnswer!.releasing,
-                    relay.isIdle || heldAnswer!.bytes.readableBytes > ProcessListIDs.maximumAnswer
+                    relay.isIdle || heldAnswer!.bytes.readableBytes > HeldAnswer.maximumBytes
                 {
                     release(heldAnswer!)
                 }
@@ -69,8 +69,8 @@ extension ClientSession {
             heldAnswer = nil
             emit(showingProxyIDs(held.bytes), context: context)
         case .kill(let targets):
-            let last = ProcessListIDs.lastPacketHeader(held.bytes)
-            let shutDowns = last == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown?() } : []
+            let shutDowns =
+                held.lastPacketHeader == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown?() } : []
             guard !shutDowns.isEmpty else {
                 heldAnswer = nil
                 emit(held.bytes, context: context)
@@ -109,8 +109,26 @@ struct HeldAnswer {
         case kill([UInt32])
     }
 
+    /// Answers larger than this go on as they are (a `FULL` process list of huge statements is not held whole).
+    static let maximumBytes = 16 * 1024 * 1024
+
     var kind: Kind
     var bytes = ByteBuffer()
     /// Waiting for the killed sessions' connections to be shut down; what comes meanwhile is added.
     var releasing = false
+
+    /// The first payload byte of the last whole packet held (0x00 for an OK, 0xFF for an ERR).
+    var lastPacketHeader: UInt8? {
+        var input = bytes
+        var header: UInt8?
+        while input.readableBytes >= 4 {
+            let length =
+                Int(input.getInteger(at: input.readerIndex, endianness: .little, as: UInt16.self)!)
+                | Int(input.getInteger(at: input.readerIndex + 2, as: UInt8.self)!) << 16
+            guard input.readableBytes >= 4 + length else { break }
+            header = length > 0 ? input.getInteger(at: input.readerIndex + 4, as: UInt8.self) : nil
+            input.moveReaderIndex(forwardBy: 4 + length)
+        }
+        return header
+    }
 }

@@ -6,9 +6,6 @@ import NIOCore
 /// row, and an id read there and given to `KILL` names the session that was shown. Threads that are no
 /// proxy session's (replication, other clients of the server) keep the server's ids.
 enum ProcessListIDs {
-    /// Answers larger than this pass unchanged (a `FULL` list of huge statements is not held whole).
-    static let maximumAnswer = 16 * 1024 * 1024
-
     /// Whether a COM_QUERY payload (command byte first) is one `SHOW [FULL] PROCESSLIST` statement.
     static func isShowProcessList(_ payload: ByteBuffer) -> Bool {
         // (Asked of every query the fast relay carries: a scan without allocating comes first.)
@@ -61,21 +58,6 @@ enum ProcessListIDs {
             MySQLPacketEncoder.write(MySQLPacket(sequenceID: packet.sequenceID, payload: payload), into: &output)
         }
         return changed ? output : nil
-    }
-
-    /// The first payload byte of the last whole packet in `bytes` (0x00 for an OK, 0xFF for an ERR).
-    static func lastPacketHeader(_ bytes: ByteBuffer) -> UInt8? {
-        var input = bytes
-        var header: UInt8?
-        while input.readableBytes >= 4 {
-            let length =
-                Int(input.getInteger(at: input.readerIndex, endianness: .little, as: UInt16.self)!)
-                | Int(input.getInteger(at: input.readerIndex + 2, as: UInt8.self)!) << 16
-            guard input.readableBytes >= 4 + length else { break }
-            header = length > 0 ? input.getInteger(at: input.readerIndex + 4, as: UInt8.self) : nil
-            input.moveReaderIndex(forwardBy: 4 + length)
-        }
-        return header
     }
 
     /// Whether a column definition (protocol 4.1) names its column `Id`.
