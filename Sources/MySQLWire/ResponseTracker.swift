@@ -156,6 +156,8 @@ public struct ResponseTracker: Sendable {
             }
 
         case .columnDefinitions(let remaining, let thenRows):
+            // (A definition starts with its catalog's length, never 0xFF.)
+            if header == 0xFF { return finish(nil) }
             if remaining > 1 {
                 phase = .columnDefinitions(remaining: remaining - 1, thenRows: thenRows)
                 return .inProgress
@@ -167,6 +169,9 @@ public struct ResponseTracker: Sendable {
             return .inProgress
 
         case .columnsEOF:
+            // A statement may fail after its columns were sent: an execute opening a cursor, whose rows are
+            // computed before the EOF (a subquery returning two rows, an error in a stored function).
+            if header == 0xFF { return finish(nil) }
             guard Packets.EOFPacket.isEOF(header: header, length: length) else {
                 return .protocolViolation("missing EOF after column definitions")
             }

@@ -215,6 +215,34 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// From MariaDB's `main.ps_2myisam` (and sp-error, sp-row, sp-vars ...) with `--cursor-protocol`: an
+    /// execute that opens a cursor fails after its column definitions, with an ERR where the EOF would be.
+    /// The proxy called that malformed (1158) and ended the session.
+    @Test("Proxy: a statement that fails while its cursor opens gets the server's error and the session goes on")
+    func proxyCursorOpenFailure() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL(
+                "s1",
+                """
+                \(Self.rootOverTCP)
+                CREATE DATABASE test;
+                """)
+            try await ProxyFixture.with(cluster) { proxy in
+                let result = try await Self.mariadbTest(
+                    """
+                    CREATE TABLE t1 (a INT);
+                    INSERT INTO t1 VALUES (1), (2);
+                    --error ER_SUBQUERY_NO_1_ROW
+                    SELECT 1 < (SELECT a FROM t1);
+                    SELECT 'after' AS still_here;
+
+                    """, through: proxy, ["--cursor-protocol"])
+                #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+                #expect(result.stdout.contains("still_here\nafter"), "\(result.stdout)")
+            }
+        }
+    }
+
     /// PyMySQL's own test suite finds its connection in `SHOW PROCESSLIST` by `thread_id()`, and a DBA kills
     /// an id read there: through the proxy both must name the proxy's session, not its server thread.
     @Test("Proxy: SHOW [FULL] PROCESSLIST shows sessions under their proxy ids, and KILL of a shown id ends that one")

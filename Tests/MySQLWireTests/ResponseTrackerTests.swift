@@ -158,6 +158,25 @@ struct ResponseTrackerTests {
         #expect(Self.run(&fetch, [binaryRow, binaryRow, Self.eof([.lastRowSent])]).last == .finished([.lastRowSent]))
     }
 
+    /// Measured on MariaDB 10.11 (`main.ps_2myisam` and others with `--cursor-protocol`): an execute opening a
+    /// cursor computes its rows before the columns' EOF, and a failure there comes as an ERR in its place.
+    @Test("an ERR after or among the column definitions ends the answer")
+    func errorAfterColumns() {
+        for requested in [false, true] {
+            var execute = ResponseTracker(
+                command: .statementExecute, capabilities: [.protocol41], cursorRequested: requested)
+            #expect(
+                Self.run(&execute, [Self.columnCount(1), Self.column, Self.err]) == [
+                    .inProgress, .inProgress, .finished(nil),
+                ])
+            var query = ResponseTracker(command: .query, capabilities: [.protocol41])
+            #expect(
+                Self.run(&query, [Self.columnCount(2), Self.column, Self.err]) == [
+                    .inProgress, .inProgress, .finished(nil),
+                ])
+        }
+    }
+
     /// Measured on MariaDB 10.11 (`main.sp-row` with `--ps-protocol`): a CALL of a procedure that declares
     /// a cursor answers with SERVER_STATUS_CURSOR_EXISTS on its result set's EOFs, rows included.
     @Test("a CALL's result set flagged CURSOR_EXISTS still has its rows when the execute asked for no cursor")
