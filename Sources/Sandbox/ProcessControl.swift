@@ -29,6 +29,27 @@ public enum ProcessControl {
         return kill(pid, signal) == 0
     }
 
+    /// Waits until every thread of `pid` is stopped (state `T`), as SIGSTOP leaves them; true if they were
+    /// within `timeout` seconds. `kill` returns before the threads stop: a thread woken meanwhile (by a
+    /// packet) may still answer it.
+    public static func waitUntilStopped(_ pid: Int32, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let stopped =
+                !tasks.isEmpty
+                && tasks.allSatisfy { task in
+                    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                        let close = stat.lastIndex(of: ")")
+                    else { return false }
+                    return stat[stat.index(after: close)...].split(separator: " ").first == "T"
+                }
+            if stopped { return true }
+            usleep(2_000)
+        } while Date() < deadline
+        return false
+    }
+
     /// Waits until `pid` has exited; true if it did within `timeout` seconds.
     public static func waitForExit(_ pid: Int32, timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)

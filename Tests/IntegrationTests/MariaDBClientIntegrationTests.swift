@@ -78,6 +78,7 @@ extension IntegrationTests {
             let busy = try await MariaDBConnection.connect(options)
             let s1 = cluster.instance("s1")
             #expect(ProcessControl.signal(s1.pid, SIGSTOP, marker: s1.defaultsFile))
+            #expect(ProcessControl.waitUntilStopped(s1.pid, timeout: 5))
             let clock = ContinuousClock()
             let start = clock.now
             do {

@@ -99,6 +99,7 @@ extension IntegrationTests {
                 }
                 let s3 = cluster.instance("s3")
                 #expect(ProcessControl.signal(s3.pid, SIGSTOP, marker: s3.defaultsFile))
+                #expect(ProcessControl.waitUntilStopped(s3.pid, timeout: 5))
                 defer { _ = ProcessControl.signal(s3.pid, SIGCONT, marker: s3.defaultsFile) }
                 let detected = try await poll("s3 unreachable", deadline: .seconds(2), every: .milliseconds(20)) {
                     await controller.snapshot().server(named: "s3")?.role == .unreachable
