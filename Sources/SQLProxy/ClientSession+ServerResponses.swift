@@ -119,16 +119,7 @@ struct HeldAnswer {
 
     /// The first payload byte of the last whole packet held (0x00 for an OK, 0xFF for an ERR).
     var lastPacketHeader: UInt8? {
-        var input = bytes
-        var header: UInt8?
-        while input.readableBytes >= 4 {
-            let length =
-                Int(input.getInteger(at: input.readerIndex, endianness: .little, as: UInt16.self)!)
-                | Int(input.getInteger(at: input.readerIndex + 2, as: UInt8.self)!) << 16
-            guard input.readableBytes >= 4 + length else { break }
-            header = length > 0 ? input.getInteger(at: input.readerIndex + 4, as: UInt8.self) : nil
-            input.moveReaderIndex(forwardBy: 4 + length)
-        }
-        return header
+        guard let last = ProcessListIDs.packets(bytes)?.last else { return nil }
+        return last.payload.getInteger(at: last.payload.readerIndex, as: UInt8.self)
     }
 }

@@ -141,7 +141,7 @@ package struct CommandRelay {
                 if let header, tracker.isPlainRow(header: header) { return true }
                 let prefix = buffer.getSlice(at: packet.payloadIndex, length: min(packet.length, prefixLength))!
                 let outcome = tracker.serverPacket(prefix: prefix, length: packet.length)
-                if outcome == .inProgress, tracker.isProgressReport(prefix) {
+                if outcome == .inProgress, header == 0xFF, tracker.isProgressReport(prefix) {
                     current = tracker
                     return true  // not the answer's first packet, nor an error
                 }

@@ -26,20 +26,9 @@ enum ProcessListIDs {
 
     /// The whole answer to `SHOW [FULL] PROCESSLIST` (packets with headers) with each row's `Id` that
     /// `proxyID` maps replaced; nil when nothing changes or the answer is not the expected result set (an
-    /// ERR, a first column not named `Id`, a packet of 16 MiB or more), which then passes unchanged.
+    /// ERR, a first column not named `Id`, bytes that are not whole packets), which then passes unchanged.
     static func rewrite(_ answer: ByteBuffer, deprecateEOF: Bool, proxyID: (UInt64) -> UInt32?) -> ByteBuffer? {
-        var input = answer
-        var packets: [(sequenceID: UInt8, payload: ByteBuffer)] = []
-        while input.readableBytes >= 4 {
-            let length =
-                Int(input.getInteger(at: input.readerIndex, endianness: .little, as: UInt16.self)!)
-                | Int(input.getInteger(at: input.readerIndex + 2, as: UInt8.self)!) << 16
-            guard length < MySQLPacket.maxChunk, input.readableBytes >= 4 + length else { return nil }
-            let sequenceID = input.getInteger(at: input.readerIndex + 3, as: UInt8.self)!
-            input.moveReaderIndex(forwardBy: 4)
-            packets.append((sequenceID, input.readSlice(length: length)!))
-        }
-        guard input.readableBytes == 0, var count = packets.first?.payload,
+        guard let packets = Self.packets(answer), var count = packets.first?.payload,
             let columns = count.readLengthEncodedInteger(), columns > 0, packets.count > Int(columns) + 1,
             firstColumnIsID(packets[1].payload)
         else { return nil }
@@ -58,6 +47,15 @@ enum ProcessListIDs {
             MySQLPacketEncoder.write(MySQLPacket(sequenceID: packet.sequenceID, payload: payload), into: &output)
         }
         return changed ? output : nil
+    }
+
+    /// The whole packets of `bytes`, continuation chunks joined; nil unless they end on a packet boundary.
+    static func packets(_ bytes: ByteBuffer) -> [MySQLPacket]? {
+        var input = bytes
+        var decoder = MySQLPacketDecoder(maxPayloadSize: Int.max)
+        var packets: [MySQLPacket] = []
+        while let packet = try? decoder.decode(buffer: &input) { packets.append(packet) }
+        return input.readableBytes == 0 ? packets : nil
     }
 
     /// Whether a column definition (protocol 4.1) names its column `Id`.
