@@ -117,11 +117,25 @@ public final class MariaDBConnection: Sendable {
         let result: Result<T, MariaDBError> = await withCheckedContinuation { continuation in
             let slot = ContinuationSlot(continuation)
             let native = self.native
+            // A timer, not `asyncAfter`: cancelled when the operation returns, it lets go of its closure at
+            // once instead of holding it until the deadline.
+            // (Dispatch sources are thread-safe; the SDK does not mark them Sendable.)
+            nonisolated(unsafe) let timer = DispatchSource.makeTimerSource(queue: .global())
+            let nanoseconds = max(deadline.wholeNanoseconds, 0)
+            timer.schedule(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)))
+            timer.setEventHandler {
+                slot.take()?.resume(
+                    returning: .failure(
+                        MariaDBError(
+                            code: .timeout, message: "\(what) did not finish within \(deadline)", server: address)))
+            }
+            timer.activate()
             queue.async {
                 let outcome: Result<T, MariaDBError>
                 do throws(MariaDBError) { outcome = .success(try body(native)) } catch { outcome = .failure(error) }
                 // Settle the phase before waking the caller, so its next call finds the connection idle.
                 let waiting = slot.take()
+                timer.cancel()
                 var broken = !native.isOpen || waiting == nil  // closed by the operation, or timed out
                 if case .failure(let error) = outcome, error.code != .query || error.errno >= 2000 {
                     broken = true  // connect failures and client-side (2xxx) errors leave no usable session
@@ -129,13 +143,6 @@ public final class MariaDBConnection: Sendable {
                 if broken { native.close() }
                 self.phase.withLock { $0 = broken ? .closed : .idle }
                 waiting?.resume(returning: outcome)
-            }
-            let nanoseconds = max(deadline.wholeNanoseconds, 0)
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds))) {
-                slot.take()?.resume(
-                    returning: .failure(
-                        MariaDBError(
-                            code: .timeout, message: "\(what) did not finish within \(deadline)", server: address)))
             }
         }
         return try result.get()

@@ -70,7 +70,7 @@ extension ClientSession {
             emit(showingProxyIDs(held.bytes), context: context)
         case .kill(let targets):
             let shutDowns =
-                held.lastPacketHeader == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown?() } : []
+                held.lastPacketHeader == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown() } : []
             guard !shutDowns.isEmpty else {
                 heldAnswer = nil
                 emit(held.bytes, context: context)

@@ -158,7 +158,6 @@ final class ClientSession: ChannelInboundHandler {
             return
         }
         let loop = context.eventLoop
-        let channel = context.channel
         let bound = NIOLoopBound(self, eventLoop: loop)
         guard
             let id = environment.state.register(
@@ -166,7 +165,6 @@ final class ClientSession: ChannelInboundHandler {
                 { _ in
                     ProxyState.SessionHandle(
                         user: "", eventLoop: loop, backend: nil, backendThreadID: nil,
-                        close: { loop.execute { channel.close(promise: nil) } },
                         shutDown: { loop.submit { bound.value.shutDownClient() } })
                 })
         else {

@@ -142,7 +142,7 @@ public final class ProxyService: Service, Sendable {
             acceptor.stop()
         }
         acceptor.stop()
-        for session in state.allSessions() { session.close() }
+        for session in state.allSessions() { _ = session.shutDown() }
         // Sessions the relay carries go back to their event loops, which then close them.
         fastRelay?.stop()
         try? await group.shutdownGracefully()

@@ -22,9 +22,9 @@ public final class ProxyState: Sendable {
         /// A KILL through the proxy named this session: when its server connection goes, the session ends
         /// with it instead of moving to a new connection.
         public var killRequested = false
-        public var close: @Sendable () -> Void
-        /// Shuts the client connection down at once (its socket, whoever reads it): done when it has been.
-        public var shutDown: (@Sendable () -> EventLoopFuture<Void>)? = nil
+        /// Ends the session: shuts its client connection down at once (its socket, whoever reads it, the fast
+        /// relay included) and closes it; the future completes when that is done.
+        public var shutDown: @Sendable () -> EventLoopFuture<Void>
     }
 
     private let shared = NIOLockedValueBox(Shared())

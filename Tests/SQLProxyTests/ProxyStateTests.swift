@@ -7,7 +7,9 @@ import Topology
 
 @Suite struct ProxyStateTests {
     private func handle(_ loop: EmbeddedEventLoop) -> ProxyState.SessionHandle {
-        ProxyState.SessionHandle(user: "u", eventLoop: loop, backend: nil, backendThreadID: nil, close: {})
+        ProxyState.SessionHandle(
+            user: "u", eventLoop: loop, backend: nil, backendThreadID: nil, shutDown: { loop.makeSucceededVoidFuture() }
+        )
     }
 
     @Test("Sessions get distinct non-zero ids and the limit holds")
@@ -41,7 +43,9 @@ import Topology
         let s1 = ServerIdentity(name: "s1", host: "127.0.0.1", port: 3311)
         let s2 = ServerIdentity(name: "s2", host: "127.0.0.1", port: 3312)
         func on(_ server: ServerIdentity?, _ thread: UInt32?) -> ProxyState.SessionHandle {
-            ProxyState.SessionHandle(user: "u", eventLoop: loop, backend: server, backendThreadID: thread, close: {})
+            ProxyState.SessionHandle(
+                user: "u", eventLoop: loop, backend: server, backendThreadID: thread,
+                shutDown: { loop.makeSucceededVoidFuture() })
         }
         let a = state.register(limit: 10) { _ in on(s1, 40) }!
         let b = state.register(limit: 10) { _ in on(s2, 40) }!
