@@ -25,10 +25,10 @@ struct LongSession {
     /// `inserted`: inserts a row into `appdb.inserted` (which must exist), and from round 2 on runs
     /// `SELECT LAST_INSERT_ID()` instead; `slow-insert`: each round inserts a row with `v = N` into
     /// `appdb.inserted`, taking 3 s (`SLEEP`).
-    static func start(_ proxy: ProxyFixture, mode: String) throws -> LongSession {
+    static func start(_ proxy: ProxyFixture, mode: String, name: String? = nil) throws -> LongSession {
         let directory = proxy.cluster.manifest.directory
-        let log = "\(directory)/session-\(mode).log"
-        let go = "\(directory)/go-\(mode)"
+        let log = "\(directory)/session-\(name ?? mode).log"
+        let go = "\(directory)/go-\(name ?? mode)"
         let pid = try ChildProcess.launch(
             "/usr/bin/python3",
             [
@@ -330,7 +330,24 @@ extension IntegrationTests {
                 let rows = try await cluster.rootSQL("s1", "SELECT COUNT(*) FROM appdb.inserted WHERE v = 1")
                 #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "sent twice? \(writer.output)")
 
+                // The server crashes while another session's INSERT runs: no answer will come, so the client
+                // loses its connection at once (2013, as it would directly), and the proxy carries on.
+                let crashing = try LongSession.start(proxy, mode: "slow-insert", name: "crashing")
+                defer { crashing.stop() }
+                try await poll("\(crashing.log) is connected", deadline: .seconds(10)) { crashing.said("connected") }
+                let sessions = try #require(proxy.controller.proxy).state.sessionCount
+                crashing.go(1)
+                try await poll("the other slow INSERT runs", deadline: .seconds(10)) {
+                    !(try await cluster.rootSQL("s1", running).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+                }
+                let crashed = ContinuousClock.now
                 #expect(ProcessControl.signal(s1.pid, SIGKILL, marker: s1.defaultsFile))
+                try await crashing.waitForAnswer(1)
+                #expect(crashing.said("error 1 2013"), "\(crashing.output)")
+                #expect(ContinuousClock.now - crashed < .seconds(3), "the client waited for an answer that cannot come")
+                try await poll("the crashed statement's session ended", deadline: .seconds(10)) {
+                    try #require(proxy.controller.proxy).state.sessionCount == sessions - 1
+                }
                 try await poll("the proxy saw the connection go", deadline: .seconds(10)) {
                     try #require(proxy.controller.proxy).state.allSessions().allSatisfy { $0.backend == nil }
                 }
