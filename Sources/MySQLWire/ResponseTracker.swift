@@ -6,7 +6,7 @@ public import NIOCore
 /// Feed it every server packet of the response in order. Handles OK/ERR answers, text and binary result
 /// sets (with or without `CLIENT_DEPRECATE_EOF`), several result sets (`SERVER_MORE_RESULTS_EXISTS`),
 /// prepared-statement responses, cursors and `COM_STMT_FETCH`, `COM_STATISTICS`, `COM_FIELD_LIST` and the
-/// `LOAD DATA LOCAL INFILE` exchange.
+/// `LOAD DATA LOCAL INFILE` exchange, and the event stream of a binlog dump.
 public struct ResponseTracker: Sendable {
     public enum Outcome: Hashable, Sendable {
         /// More packets of this response follow.
@@ -33,6 +33,9 @@ public struct ResponseTracker: Sendable {
         case awaitingLocalInfileResult
         case singlePacket
         case fieldList
+        /// A binlog dump's events (each packet `0x00` and an event) until an EOF or ERR; without the
+        /// non-blocking flag the server never ends it.
+        case binlogEvents
         case done
     }
 
@@ -79,6 +82,7 @@ public struct ResponseTracker: Sendable {
         case .statistics, .setOption, .debug: phase = .singlePacket
         case .fieldList: phase = .fieldList
         case .statementFetch: phase = .rows  // rows of the open cursor, then EOF (or ERR)
+        case .binlogDump, .binlogDumpGTID: phase = .binlogEvents
         default: phase = .start
         }
     }
@@ -124,6 +128,14 @@ public struct ResponseTracker: Sendable {
             if header == 0xFF { return finish(nil) }
             if isEndOfRows(header, length) { return finish(status(payload, length: length)) }
             return .inProgress
+
+        case .binlogEvents:
+            switch header {
+            case 0x00: return .inProgress
+            case 0xFF: return finish(nil)
+            case _ where isEndOfRows(header, length): return finish(status(payload, length: length))
+            default: return .protocolViolation("a binlog event that does not start with 0x00")
+            }
 
         case .start:
             switch header {
@@ -237,6 +249,10 @@ public struct ResponseTracker: Sendable {
         capabilities.contains(.mariaDBProgress) && payload.getInteger(at: payload.readerIndex, as: UInt8.self) == 0xFF
             && payload.getInteger(at: payload.readerIndex + 1, endianness: .little, as: UInt16.self) == 0xFFFF
     }
+
+    /// Whether the answer is a binlog dump's event stream: the client's packets meanwhile (a semi-synchronous
+    /// replica's acknowledgements) are for the server as they are, not commands.
+    public var isBinlogStream: Bool { phase == .binlogEvents }
 
     /// The client sent the empty packet that ends its file: the server answers with OK or ERR next.
     public mutating func clientFinishedLocalInfile() {

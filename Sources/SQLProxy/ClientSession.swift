@@ -489,6 +489,12 @@ final class ClientSession: ChannelInboundHandler {
             send(packet, to: backend)
             return true
         }
+        if relay.pending.first?.isBinlogStream == true {
+            // A semi-synchronous replica acknowledges events on the connection of its binlog dump, which the
+            // server reads as they are (a command byte would not be read as a command there either).
+            send(packet, to: backend)
+            return true
+        }
         guard packet.sequenceID == 0 || compression != nil else {
             reply(errno: 1156, sqlState: "08S01", "Got packets out of order", sequenceID: packet.sequenceID &+ 1)
             close()

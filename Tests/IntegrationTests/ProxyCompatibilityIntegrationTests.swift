@@ -1,5 +1,7 @@
 import Foundation
+import SQLProxy
 import Sandbox
+import SwitchyardServer
 import TestSupport
 import Testing
 
@@ -290,6 +292,69 @@ struct ProxyCompatibilityIntegrationTests {
                 let run = try await proxy.client(["/usr/bin/python3", "-c", script])
                 #expect(run.status == 0, "\(run.stderr)")
                 #expect(run.stdout == "open after the OK: 0\n", "\(run.stdout)\(run.stderr)")
+            }
+        }
+    }
+
+    /// Backup tools (`mariadb-binlog --read-from-remote-server`), change-data-capture and replicas read the
+    /// binlog with COM_BINLOG_DUMP: one command whose answer is a stream of events. Through the proxy it
+    /// follows the current primary like any other session.
+    @Test(
+        "Proxy: a binlog dump streams through the proxy: mariadb-binlog reads the same events, and a semi-synchronous replica replicates through it"
+    )
+    func proxyBinlogDump() async throws {
+        try await ClusterFixture.with(servers: 2) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                _ = try await cluster.rootSQL(
+                    "s1",
+                    "CREATE TABLE appdb.events (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO appdb.events VALUES (1, 'before')"
+                )
+                let master = try await cluster.rootSQL("s1", "SHOW MASTER STATUS").split(separator: "\t")
+                let (file, position) = (String(try #require(master.first)), String(master[1]))
+                let password = try cluster.manifest.password("replication")
+                func binlog(port: Int) async throws -> ChildProcess.Result {
+                    let arguments = [
+                        "--no-defaults", "--read-from-remote-server", "--host=127.0.0.1", "--port=\(port)",
+                        "--user=repl",
+                        "--password=\(password)", "--ssl", "--ssl-ca=\(cluster.manifest.caFile)",
+                        "--ssl-verify-server-cert", "--stop-position=\(position)", file,
+                    ]
+                    return try await offPool { try ChildProcess.capture("/usr/bin/mariadb-binlog", arguments) }
+                }
+                let direct = try await binlog(port: cluster.instance("s1").port)
+                let through = try await binlog(port: proxy.port)
+                #expect(direct.status == 0 && direct.stdout.contains("'before'"), "\(direct.stderr)")
+                #expect(through.status == 0, "\(through.stderr)")
+                #expect(through.stdout == direct.stdout, "the events through the proxy differ")
+
+                // s2 replicates through the proxy, acknowledging each transaction (semi-synchronous): the
+                // acknowledgements travel on the dump's connection, against its stream.
+                _ = try await cluster.rootSQL(
+                    "s1",
+                    "SET GLOBAL rpl_semi_sync_master_enabled = ON; SET GLOBAL rpl_semi_sync_master_timeout = 10000")
+                _ = try await cluster.rootSQL(
+                    "s2",
+                    """
+                    STOP SLAVE; SET GLOBAL rpl_semi_sync_slave_enabled = ON;
+                    CHANGE MASTER TO MASTER_PORT = \(proxy.port); START SLAVE
+                    """)
+                func status(_ name: String) async throws -> String {
+                    let row = try await cluster.rootSQL("s1", "SHOW GLOBAL STATUS LIKE '\(name)'")
+                    return String(row.split(separator: "\t").last ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                try await poll("s2 replicates semi-synchronously through the proxy", deadline: .seconds(20)) {
+                    try await status("Rpl_semi_sync_master_clients") == "1"
+                }
+                #expect(try #require(proxy.controller.proxy).state.allSessions().contains { $0.user == "repl" })
+                let started = ContinuousClock.now
+                _ = try await cluster.rootSQL("s1", "INSERT INTO appdb.events VALUES (2, 'acknowledged')")
+                #expect(ContinuousClock.now - started < .seconds(5), "the commit waited for an acknowledgement")
+                // Every transaction was acknowledged (the heartbeat writer's too), none timed out.
+                #expect(Int(try await status("Rpl_semi_sync_master_yes_tx")) ?? 0 >= 1)
+                #expect(try await status("Rpl_semi_sync_master_no_tx") == "0")
+                try await poll("s2 applied the write", deadline: .seconds(10)) {
+                    try await cluster.rootSQL("s2", "SELECT v FROM appdb.events WHERE id = 2").contains("acknowledged")
+                }
             }
         }
     }

@@ -216,4 +216,30 @@ struct ResponseTrackerTests {
         var statistics = ResponseTracker(command: .statistics, capabilities: [.protocol41])
         #expect(statistics.serverPacket(ByteBuffer(string: "Uptime: 5  Threads: 1")) == .finished(nil))
     }
+
+    @Test("a binlog dump's answer is its events (0x00 each) until an EOF or an ERR, however many")
+    func binlogDump() {
+        // An event packet: 0x00, then the event (timestamp, type, server id, size, ...); one that starts like an
+        // OK with status flags must not end the stream.
+        let event = ByteBuffer(bytes: [0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x2B, 0x00])
+        for command in [Command.binlogDump, .binlogDumpGTID] {
+            var dump = ResponseTracker(command: command, capabilities: [.protocol41])
+            #expect(dump.isBinlogStream)
+            #expect(Self.run(&dump, Array(repeating: event, count: 1000)).allSatisfy { $0 == .inProgress })
+            #expect(dump.isBinlogStream)
+            // Non-blocking dumps end with an EOF at the end of the binlog.
+            #expect(dump.serverPacket(Self.eof([.autocommit])) == .finished([.autocommit]))
+            #expect(!dump.isBinlogStream)
+        }
+        var failing = ResponseTracker(command: .binlogDump, capabilities: [.protocol41, .deprecateEOF])
+        #expect(Self.run(&failing, [event, Self.err]) == [.inProgress, .finished(nil)])
+        var ending = ResponseTracker(command: .binlogDump, capabilities: [.protocol41, .deprecateEOF])
+        #expect(ending.serverPacket(Self.ok([], header: 0xFE)) == .finished([]))
+        var broken = ResponseTracker(command: .binlogDump, capabilities: [.protocol41])
+        guard case .protocolViolation = broken.serverPacket(Self.row) else {
+            Issue.record("a packet that is no event, EOF or ERR is a violation")
+            return
+        }
+        #expect(!ResponseTracker(command: .query, capabilities: [.protocol41]).isBinlogStream)
+    }
 }
