@@ -7,10 +7,19 @@ package import NIOCore
 /// proxy session n. Strings, quoted identifiers and comments are skipped; everything else is left
 /// byte-for-byte as the client sent it.
 ///
+/// The call becomes `CAST(0000000077 AS UNSIGNED)`, which a server types exactly as `CONNECTION_ID()`
+/// (`int(10) unsigned`, not null: the same column definition, and the same column in `CREATE TABLE ... AS
+/// SELECT`). Nothing is changed from the first statement that starts with `CREATE` or `ALTER` on: a view,
+/// routine, trigger, event or column default keeps `CONNECTION_ID()` (and a routine its `KILL`) as written,
+/// to be evaluated where it runs, as it would be stored by a server. (The body of a routine has `;` of
+/// its own, so the rest of the query is taken as part of it.)
+///
 /// A server names an unaliased result column after the item as written, so a select-list item without an
 /// alias that contains the call gets its original text as an alias: `SELECT CONNECTION_ID()+0` becomes
-/// `SELECT 77+0 AS \`CONNECTION_ID()+0\`` (in the client's spelling), and clients that read the column by
-/// name still find it. Elsewhere (a WHERE clause, an aliased item) the call becomes the bare number.
+/// `SELECT CAST(0000000077 AS UNSIGNED)+0 AS \`CONNECTION_ID()+0\`` (in the client's spelling), and clients
+/// that read the column by
+/// name still find it. Elsewhere (a WHERE clause, an aliased item) the call is replaced the same way, without
+/// an alias.
 package enum SQLRewriter {
     package enum Result {
         case unchanged
@@ -38,8 +47,10 @@ package enum SQLRewriter {
         else { return .unchanged }
         var replacements: [(Range<Int>, [UInt8])] = []
         let tokens = tokenize(text)
+        let definitions = firstDefinition(tokens, text)
+        let starts = statementStarts(tokens, text).filter { $0 < definitions }
         // Every statement of a multi-statement query: `SELECT 1; KILL 7` must not kill server thread 7.
-        for start in statementStarts(tokens, text) {
+        for start in starts {
             guard let (target, connection) = killStatementTarget(tokens, text, from: start) else { continue }
             let id: UInt32?
             switch target {
@@ -52,11 +63,11 @@ package enum SQLRewriter {
         }
         var items: [Range<Int>]?
         var namedItems: [Range<Int>] = []
-        for index in tokens.indices {
+        for index in tokens.indices where index < definitions {
             guard let call = connectionIDCall(at: index, tokens, text),
                 !replacements.contains(where: { $0.0.overlaps(call) })
             else { continue }
-            replacements.append((call, Array(String(connectionID).utf8)))
+            replacements.append((call, typedConnectionID(connectionID)))
             let selectItems = items ?? unaliasedSelectItems(tokens, text)
             items = selectItems
             for item in selectItems where item.contains(index) && !namedItems.contains(item) {
@@ -97,6 +108,24 @@ package enum SQLRewriter {
             case .number(let range), .connectionID(let range): range
             }
         }
+    }
+
+    /// `CONNECTION_ID()`'s value as an expression of its type: ten digits, cast to unsigned.
+    static func typedConnectionID(_ id: UInt32) -> [UInt8] {
+        let digits = String(id)
+        return Array("CAST(\(String(repeating: "0", count: max(0, 10 - digits.count)))\(digits) AS UNSIGNED)".utf8)
+    }
+
+    /// The index of the first token of the first statement that starts with `CREATE` or `ALTER` (it stores a
+    /// definition, and the rest of the query may be its body), or the number of tokens.
+    static func firstDefinition(_ tokens: [Token], _ text: [UInt8]) -> Int {
+        for start in statementStarts(tokens, text) where tokens[start].kind == .word {
+            let word = text[tokens[start].range]
+            if SQLLexer.equalsIgnoringCase(word, "create") || SQLLexer.equalsIgnoringCase(word, "alter") {
+                return start
+            }
+        }
+        return tokens.count
     }
 
     /// The first token of each statement: the first, and each after a `;`.

@@ -359,6 +359,47 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// The proxy puts its own id in place of `CONNECTION_ID()`; a client must not see that anywhere else.
+    @Test(
+        "Proxy: CONNECTION_ID() has the server's column type, and views, routines and defaults created through the proxy keep the call"
+    )
+    func proxyConnectionIDDefinitions() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                // The same column definition as from a server: LONG, length 10, unsigned, not null.
+                let types = try await proxy.mariadb(
+                    "SELECT CONNECTION_ID(), CONNECTION_ID() AS id", extra: ["--column-type-info", "--table"])
+                let lines = types.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                #expect(lines.filter { $0 == "Type:       LONG" }.count == 2, "\(types.stdout)\(types.stderr)")
+                #expect(lines.filter { $0 == "Length:     10" }.count == 2, "\(types.stdout)")
+                #expect(lines.filter { $0 == "Flags:      NOT_NULL UNSIGNED BINARY NUM" }.count == 2, "\(types.stdout)")
+                #expect(lines.contains("Field   1:  `CONNECTION_ID()`"), "\(types.stdout)")
+                // Definitions are stored as written: run later, by anyone, the call gives that caller's id.
+                let created = try await proxy.mariadb(
+                    """
+                    CREATE VIEW appdb.v AS SELECT CONNECTION_ID() AS c;
+                    DELIMITER //
+                    CREATE PROCEDURE appdb.p() BEGIN SELECT 1; SELECT CONNECTION_ID(); END//
+                    DELIMITER ;
+                    CREATE TABLE appdb.t (a INT, who BIGINT UNSIGNED DEFAULT CONNECTION_ID());
+                    CREATE TABLE appdb.c AS SELECT CONNECTION_ID() AS id;
+                    SELECT LOWER(VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_NAME = 'v';
+                    SELECT LOWER(ROUTINE_DEFINITION) FROM information_schema.ROUTINES WHERE ROUTINE_NAME = 'p';
+                    SELECT LOWER(COLUMN_DEFAULT) FROM information_schema.COLUMNS WHERE TABLE_NAME = 't' AND COLUMN_NAME = 'who';
+                    SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_NAME = 'c';
+                    """)
+                #expect(created.status == 0, "\(created.stderr)")
+                let rows = created.stdout.split(separator: "\n")
+                #expect(rows.count == 4, "\(created.stdout)")
+                #expect(rows.first?.contains("connection_id()") == true, "view: \(created.stdout)")
+                #expect(
+                    rows.dropFirst().first?.contains("select connection_id()") == true, "procedure: \(created.stdout)")
+                #expect(rows.dropFirst(2).first == "connection_id()", "default: \(created.stdout)")
+                #expect(rows.last == "int(10) unsigned", "CREATE TABLE ... AS SELECT: \(created.stdout)")
+            }
+        }
+    }
+
     @Test(
         "Proxy: 'u'@'localhost' neither matches nor shadows a TCP login when the server skips name resolution")
     func proxyLocalhostAccounts() async throws {
