@@ -156,6 +156,10 @@ public struct ResponseTracker: Sendable {
             case 0xFB where command == .query:
                 phase = .localInfile
                 return .localInfileRequested
+            case 0xFE:
+                // An EOF (or, with CLIENT_DEPRECATE_EOF, an OK with the 0xFE header) answers COM_SHUTDOWN and
+                // the like; as a column count, 0xFE would announce more than 16 million columns.
+                return finish(status(payload, length: length))
             case .some:
                 var buffer = payload
                 guard let count = buffer.readLengthEncodedInteger(), count > 0 else {

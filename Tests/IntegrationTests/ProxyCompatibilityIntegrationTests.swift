@@ -400,6 +400,24 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// `mariadb-admin shutdown` sends COM_SHUTDOWN, which a server answers with a lone EOF before it stops.
+    @Test("Proxy: mariadb-admin shutdown through the proxy stops the server and reports success, as directly")
+    func proxyShutdown() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await cluster.rootSQL("s1", Self.rootOverTCP)
+            try await ProxyFixture.with(cluster) { proxy in
+                let s1 = cluster.instance("s1")
+                let arguments = [
+                    "--no-defaults", "--host=127.0.0.1", "--port=\(proxy.port)", "--user=root",
+                    "--password=\(Self.rootPassword)", "--shutdown-timeout=30", "shutdown",
+                ]
+                let shutdown = try await offPool { try ChildProcess.capture("/usr/bin/mariadb-admin", arguments) }
+                #expect(shutdown.status == 0, "\(shutdown.stdout)\(shutdown.stderr)")
+                try await poll("the server stopped", deadline: .seconds(30)) { kill(s1.pid, 0) != 0 }
+            }
+        }
+    }
+
     @Test(
         "Proxy: 'u'@'localhost' neither matches nor shadows a TCP login when the server skips name resolution")
     func proxyLocalhostAccounts() async throws {

@@ -242,4 +242,14 @@ struct ResponseTrackerTests {
         }
         #expect(!ResponseTracker(command: .query, capabilities: [.protocol41]).isBinlogStream)
     }
+
+    @Test("an EOF as the whole answer (COM_SHUTDOWN) ends it, with or without CLIENT_DEPRECATE_EOF")
+    func eofAnswer() {
+        var shutdown = ResponseTracker(command: .shutdown, capabilities: [.protocol41])
+        #expect(shutdown.serverPacket(Self.eof([.autocommit])) == .finished([.autocommit]))
+        var deprecated = ResponseTracker(command: .shutdown, capabilities: [.protocol41, .deprecateEOF])
+        #expect(deprecated.serverPacket(Self.ok([.autocommit], header: 0xFE)) == .finished([.autocommit]))
+        var refused = ResponseTracker(command: .shutdown, capabilities: [.protocol41])
+        #expect(refused.serverPacket(Self.err) == .finished(nil))
+    }
 }
