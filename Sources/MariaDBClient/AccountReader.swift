@@ -2,17 +2,19 @@ public import Topology
 
 extension MariaDBConnection {
     /// Reads every account from `mysql.user` (needs `SELECT ON mysql.*`, which the monitor account has),
-    /// and whether the server resolves client host names (`skip_name_resolve`).
+    /// and whether the server resolves client host names (`skip_name_resolve`). With
+    /// `require_secure_transport` on, every account requires TLS, as the server then refuses every
+    /// plaintext TCP login (with 1045).
     public func readAccounts() async throws(MariaDBError) -> AccountTable {
-        // One round trip: the setting rides along on every row (with no accounts, nothing needs it).
+        // One round trip: the settings ride along on every row (with no accounts, nothing needs them).
         let result = try await query(
             "SELECT User AS user, Host AS host, plugin, authentication_string, ssl_type, "
-                + "@@skip_name_resolve AS skip FROM mysql.user")
+                + "@@skip_name_resolve AS skip, @@require_secure_transport AS secure FROM mysql.user")
         let accounts = result.rows.map { row in
             Account(
                 user: row["user"] ?? "", host: row["host"] ?? "", plugin: row["plugin"] ?? "",
                 authenticationString: row["authentication_string"] ?? "",
-                requiresTLS: !(row["ssl_type"] ?? "").isEmpty)
+                requiresTLS: !(row["ssl_type"] ?? "").isEmpty || row["secure"] == "1")
         }
         return AccountTable(accounts: accounts, resolvesNames: result.rows.first?["skip"] == "0")
     }

@@ -236,7 +236,9 @@ public struct ServerHandshakeStateMachine: Sendable {
     }
 
     /// The account store's answer: nil when there is no such account (the same error as a wrong password).
-    public mutating func credentialLookedUp(_ credential: StoredCredential?) -> Action {
+    /// `withoutPassword`: the account authenticates without a password (`unix_socket`), so a refusal is the
+    /// server's 1698, which does not mention one.
+    public mutating func credentialLookedUp(_ credential: StoredCredential?, withoutPassword: Bool = false) -> Action {
         guard
             case .awaitingCredential(let response, let answer, let tls, let sequenceID, let challenge, let plugin) =
                 state
@@ -246,6 +248,12 @@ public struct ServerHandshakeStateMachine: Sendable {
         let (verified, passwordSHA1) =
             credential.map { Self.verify(answer, challenge: challenge, plugin: plugin, credential: $0) } ?? (false, nil)
         guard verified else {
+            if withoutPassword {
+                return fail(
+                    errno: 1698, sqlState: "28000",
+                    message: "Access denied for user '\(response.username)'@'\(settings.clientHost)'",
+                    sequenceID: sequenceID)
+            }
             let using = answer.isEmpty ? "NO" : "YES"
             return fail(
                 errno: 1045, sqlState: "28000",

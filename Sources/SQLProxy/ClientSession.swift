@@ -386,7 +386,8 @@ final class ClientSession: ChannelInboundHandler {
                     "login refused: the account's auth plugin is not supported by the proxy",
                     metadata: ["user": "\(username)", "plugin": "\(account.plugin)"])
             }
-            let action = machine.credentialLookedUp(credential)
+            let action = machine.credentialLookedUp(
+                credential, withoutPassword: account?.plugin == Self.socketPeerPlugin)
             self.phase = .handshake(machine)
             if case .authenticated = action {
                 self.clearFailedLogins(username)
@@ -432,6 +433,10 @@ final class ClientSession: ChannelInboundHandler {
         phase = .handshake(machine)
         perform(action)
     }
+
+    /// The plugin that checks the client's operating-system user on a Unix socket: never satisfied over TCP,
+    /// where the server refuses it with 1698.
+    static let socketPeerPlugin = "unix_socket"
 
     static func credential(_ account: Account) -> StoredCredential? {
         switch account.plugin {

@@ -209,7 +209,8 @@ extension IntegrationTests {
     }
 
     @Test(
-        "Proxy: wrong passwords get the server's 1045; a user created a moment ago logs in at once; REQUIRE SSL holds")
+        "Proxy: wrong passwords get the server's 1045; a user created a moment ago logs in at once; REQUIRE SSL, require_secure_transport and unix_socket hold"
+    )
     func proxyAuthentication() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
             try await ProxyFixture.with(cluster) { proxy in
@@ -289,6 +290,29 @@ extension IntegrationTests {
                 let plainLines = plainLogin.stdout.split(separator: "\n").map(String.init)
                 #expect(plainLines.first == "plain@127.0.0.1", "\(plainLogin.stderr)")
                 #expect(plainLines.last?.hasPrefix("Ssl_cipher\t") == true && plainLines.last != "Ssl_cipher\t")
+
+                // With require_secure_transport on, the server refuses every plaintext TCP login with 1045; so
+                // does the proxy once it has read the setting (with the accounts: here a failed login makes it
+                // read them at once). TLS logins go on.
+                try await cluster.rootSQL("s1", "SET GLOBAL require_secure_transport = ON")
+                _ = try await proxy.mariadbWithoutTLS("SELECT 1", user: "plain", password: "not-it")
+                let insecure = try await proxy.mariadbWithoutTLS("SELECT 1", user: "plain", password: "plain-pw")
+                #expect(
+                    insecure.stderr.contains(
+                        "ERROR 1045 (28000): Access denied for user 'plain'@'127.0.0.1' (using password: YES)"),
+                    "\(insecure.stdout)\(insecure.stderr)")
+                #expect(try await proxy.mariadb("SELECT 1", user: "plain", password: "plain-pw").status == 0)
+                try await cluster.rootSQL("s1", "SET GLOBAL require_secure_transport = OFF")
+
+                // An account that authenticates by the client's Unix user (unix_socket) never can over TCP: the
+                // server's answer is 1698, which names no password.
+                try await cluster.rootSQL("s1", "CREATE USER 'osuser'@'127.0.0.1' IDENTIFIED VIA unix_socket")
+                for password in ["", "x"] {
+                    let socketOnly = try await proxy.mariadb("SELECT 1", user: "osuser", password: password)
+                    #expect(
+                        socketOnly.stderr.contains("ERROR 1698 (28000): Access denied for user 'osuser'@'127.0.0.1'\n"),
+                        "\(socketOnly.stderr)")
+                }
             }
         }
     }

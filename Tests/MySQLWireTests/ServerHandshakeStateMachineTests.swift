@@ -70,6 +70,19 @@ struct ServerHandshakeStateMachineTests {
         }
     }
 
+    @Test("an account without a password (unix_socket) is refused with the server's 1698, which names none")
+    func accessDeniedWithoutPassword() {
+        var machine = Self.machine()
+        _ = machine.start()
+        _ = machine.packetReceived(Self.response(password: "nope"))
+        guard case .failAndClose(_, let error) = machine.credentialLookedUp(nil, withoutPassword: true) else {
+            Issue.record("accepted"); return
+        }
+        #expect(error.errorCode == 1698)
+        #expect(error.sqlState == "28000")
+        #expect(error.message == "Access denied for user 'app'@'127.0.0.1'")
+    }
+
     @Test("a client starting with another plugin is switched to mysql_native_password")
     func authSwitch() throws {
         var machine = Self.machine()
