@@ -89,7 +89,8 @@ extension ClientSession {
         }
     }
 
-    /// A whole `SHOW PROCESSLIST` answer with this proxy's sessions under their proxy ids.
+    /// A whole thread list (`SHOW PROCESSLIST`, `information_schema.PROCESSLIST`) with this proxy's sessions
+    /// under their proxy ids.
     func showingProxyIDs(_ answer: ByteBuffer) -> ByteBuffer {
         guard relay.isIdle, let backend, let session = backend.session else { return answer }
         let ids = environment.state.sessionIDsByBackendThread(on: backend.server)
@@ -102,7 +103,7 @@ extension ClientSession {
 /// An answer a session holds whole before it goes to the client.
 struct HeldAnswer {
     enum Kind {
-        /// `SHOW PROCESSLIST`'s, whose ids become the proxy's.
+        /// A thread list's (`ProcessListIDs`), whose ids become the proxy's.
         case processList
         /// A KILL's that ends these proxy sessions' connections: a server shuts the killed connection
         /// down before it answers, so a client that goes on to use it finds it closed (and reconnects).

@@ -557,7 +557,7 @@ final class ClientSession: ChannelInboundHandler {
         // With nothing else pending, the next answer is this command's.
         if relay.isIdle, !killedSessions.isEmpty {
             heldAnswer = HeldAnswer(kind: .kill(killedSessions))
-        } else if command == .query, relay.isIdle, ProcessListIDs.isShowProcessList(packet.payload) {
+        } else if command == .query, relay.isIdle, ProcessListIDs.listsThreads(packet.payload) {
             heldAnswer = HeldAnswer(kind: .processList)
         }
         killedSessions = []

@@ -444,7 +444,7 @@ private final class Worker: @unchecked Sendable {
             else { return (false, commands) }
             let payload = plaintext.getSlice(at: start + 4, length: length)!
             // The session rewrites the answer's thread ids.
-            if command == .query, ProcessListIDs.isShowProcessList(payload) { return (false, commands) }
+            if command == .query, ProcessListIDs.listsThreads(payload) { return (false, commands) }
             let sent: ByteBuffer
             switch session.relay.check(
                 command, payload: payload, connectionID: session.connectionID, killTarget: { _, _ in nil })

@@ -63,7 +63,10 @@ package enum SQLRewriter {
         }
         var items: [Range<Int>]?
         var namedItems: [Range<Int>] = []
+        let threadLists = starts.filter { listsThreads(tokens, text, from: $0) }
         for index in tokens.indices where index < definitions {
+            // In a statement that reads the thread list, the call is the server's (see `ProcessListIDs`).
+            if let start = starts.last(where: { $0 <= index }), threadLists.contains(start) { continue }
             guard let call = connectionIDCall(at: index, tokens, text),
                 !replacements.contains(where: { $0.0.overlaps(call) })
             else { continue }
@@ -108,6 +111,17 @@ package enum SQLRewriter {
             case .number(let range), .connectionID(let range): range
             }
         }
+    }
+
+    /// Whether the statement starting at token `start` names a `PROCESSLIST` table.
+    static func listsThreads(_ tokens: [Token], _ text: [UInt8], from start: Int) -> Bool {
+        var end = start
+        while end < tokens.count,
+            !(tokens[end].kind == .symbol && text[tokens[end].range.lowerBound] == UInt8(ascii: ";"))
+        {
+            end += 1
+        }
+        return ProcessListIDs.namesProcessListTable(Array(tokens[start..<end]), text)
     }
 
     /// `CONNECTION_ID()`'s value as an expression of its type: ten digits, cast to unsigned.

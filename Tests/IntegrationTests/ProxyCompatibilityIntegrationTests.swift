@@ -223,7 +223,9 @@ struct ProxyCompatibilityIntegrationTests {
 
     /// PyMySQL's own test suite finds its connection in `SHOW PROCESSLIST` by `thread_id()`, and a DBA kills
     /// an id read there: through the proxy both must name the proxy's session, not its server thread.
-    @Test("Proxy: SHOW [FULL] PROCESSLIST shows sessions under their proxy ids, and KILL of a shown id ends that one")
+    @Test(
+        "Proxy: SHOW [FULL] PROCESSLIST and information_schema.PROCESSLIST show sessions under their proxy ids, and KILL of a shown id ends that one"
+    )
     func proxyProcessListIDs() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
             try await ProxyFixture.with(cluster) { proxy in
@@ -246,6 +248,15 @@ struct ProxyCompatibilityIntegrationTests {
                     return shown != nil
                 }
                 let id = try #require(shown)
+                // information_schema.PROCESSLIST shows the same id, and finds a session's own row by CONNECTION_ID().
+                let listed = try await proxy.mariadb(
+                    "SELECT p.ID FROM information_schema.PROCESSLIST p WHERE p.INFO = 'SELECT SLEEP(60)'")
+                #expect(listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(id), "\(listed.stderr)")
+                let own = try await proxy.mariadb(
+                    "SELECT CONNECTION_ID(); SELECT ID, COMMAND FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+                )
+                let ownLines = own.stdout.split(separator: "\n").map { $0.split(separator: "\t") }
+                #expect(ownLines.count == 2 && ownLines[1] == [ownLines[0][0], "Query"], "\(own.stdout)\(own.stderr)")
                 let started = ContinuousClock.now
                 let kill = try await proxy.mariadb("KILL \(id)")
                 #expect(kill.status == 0, "KILL \(id): \(kill.stderr)")

@@ -4,7 +4,7 @@ import Testing
 
 @testable import SQLProxy
 
-@Suite("SHOW PROCESSLIST ids")
+@Suite("Thread list ids")
 struct ProcessListIDsTests {
     static func query(_ sql: String) -> ByteBuffer {
         var payload = ByteBuffer(bytes: [Command.query.rawValue])
@@ -13,23 +13,27 @@ struct ProcessListIDsTests {
     }
 
     @Test(
-        "SHOW [FULL] PROCESSLIST is recognised in any case and spacing, with comments and a final semicolon",
+        "SHOW [FULL] PROCESSLIST and a statement reading a PROCESSLIST table are recognised, alone only",
         arguments: [
             ("SHOW PROCESSLIST", true), ("show full processlist;", true), ("  Show /* x */ ProcessList\n", true),
             ("SHOW PROCESSLIST; SELECT 1", false), ("SELECT 'SHOW PROCESSLIST'", false), ("SHOW FULL", false),
-            ("SELECT * FROM information_schema.processlist", false), ("SHOW HALF PROCESSLIST", false),
+            ("SELECT * FROM information_schema.processlist", true),
+            ("SELECT ID FROM information_schema.`PROCESSLIST` p WHERE p.ID = CONNECTION_ID()", true),
+            ("SELECT 1; SELECT * FROM information_schema.PROCESSLIST", false), ("SELECT 1 AS processlists", false),
+            ("SELECT 'processlist'", false), ("SELECT /* processlist */ 1", false),
         ])
     func recognised(sql: String, expected: Bool) {
-        #expect(ProcessListIDs.isShowProcessList(Self.query(sql)) == expected)
+        #expect(ProcessListIDs.listsThreads(Self.query(sql)) == expected)
     }
 
     static func packet(_ sequenceID: UInt8, _ payload: ByteBuffer, into out: inout ByteBuffer) {
         MySQLPacketEncoder.write(MySQLPacket(sequenceID: sequenceID, payload: payload), into: &out)
     }
 
-    static func column(_ name: String) -> ByteBuffer {
+    /// A column definition; `origin` is (schema, table, original table, original name).
+    static func column(_ name: String, origin: (String, String, String, String) = ("", "", "", "")) -> ByteBuffer {
         var definition = ByteBuffer()
-        for text in ["def", "", "", "", name, ""] { definition.writeLengthEncodedString(text) }
+        for text in ["def", origin.0, origin.1, origin.2, name, origin.3] { definition.writeLengthEncodedString(text) }
         definition.writeBytes([0x0C, 0x21, 0x00, 0x14, 0x00, 0x00, 0x00, 0x08, 0x81, 0x00, 0x00, 0x00, 0x00])
         return definition
     }
@@ -87,5 +91,31 @@ struct ProcessListIDsTests {
                 _ in 1
             } == nil)
         #expect(ProcessListIDs.rewrite(ByteBuffer(), deprecateEOF: false) { _ in 1 } == nil)
+    }
+
+    @Test("in a query on information_schema.PROCESSLIST, every column that is its ID is mapped, under any alias")
+    func informationSchema() throws {
+        func answer(_ rows: [[String?]]) -> ByteBuffer {
+            var out = ByteBuffer()
+            var sequence: UInt8 = 1
+            func next(_ payload: ByteBuffer) {
+                Self.packet(sequence, payload, into: &out)
+                sequence += 1
+            }
+            var count = ByteBuffer()
+            count.writeLengthEncodedInteger(3)
+            next(count)
+            next(Self.column("USER", origin: ("information_schema", "p", "PROCESSLIST", "USER")))
+            next(Self.column("thread", origin: ("information_schema", "p", "PROCESSLIST", "ID")))
+            next(Self.column("Id", origin: ("appdb", "t", "t", "id")))  // another table's id column
+            next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0]))
+            for row in rows { next(Self.row(row)) }
+            next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0]))
+            return out
+        }
+        let original = answer([[nil, "1234", "1234"], ["app", "77", nil], ["system user", "5", "5"]])
+        let proxyIDs: [UInt64: UInt32] = [1234: 3, 77: 100_000]
+        let mapped = try #require(ProcessListIDs.rewrite(original, deprecateEOF: false) { proxyIDs[$0] })
+        #expect(mapped == answer([[nil, "3", "1234"], ["app", "100000", nil], ["system user", "5", "5"]]))
     }
 }

@@ -66,9 +66,7 @@ import Testing
 
     @Test("Outside a select list, and in an aliased item, the call is replaced without an alias")
     func connectionIDElsewhere() {
-        #expect(
-            rewrite("SELECT ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
-                == "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = \(id)")
+        #expect(rewrite("SELECT 1 FROM t WHERE id = CONNECTION_ID()") == "SELECT 1 FROM t WHERE id = \(id)")
         #expect(rewrite("SELECT a FROM t WHERE b IN (1, CONNECTION_ID())") == "SELECT a FROM t WHERE b IN (1, \(id))")
         #expect(rewrite("SELECT a FROM t WHERE CONNECTION_ID() = b") == "SELECT a FROM t WHERE \(id) = b")
         #expect(rewrite("SELECT CONNECTION_ID()+0") == "SELECT \(id)+0 AS `CONNECTION_ID()+0`")
@@ -112,6 +110,20 @@ import Testing
         #expect(String(decoding: SQLRewriter.typedConnectionID(5), as: UTF8.self) == "CAST(0000000005 AS UNSIGNED)")
         #expect(
             String(decoding: SQLRewriter.typedConnectionID(.max), as: UTF8.self) == "CAST(4294967295 AS UNSIGNED)")
+    }
+
+    @Test("In a statement that reads a PROCESSLIST table, the call is the server's: its rows show server ids")
+    func connectionIDInThreadLists() {
+        for sql in [
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+            "SELECT STATE FROM information_schema.`processlist` p WHERE p.id = connection_id()",
+        ] {
+            #expect(rewrite(sql) == sql)
+        }
+        #expect(
+            rewrite("SELECT CONNECTION_ID(); SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+                == "SELECT \(id) AS `CONNECTION_ID()`; SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+        )
     }
 
     @Test("From the first CREATE or ALTER on, nothing is rewritten: stored definitions keep CONNECTION_ID() and KILL")
