@@ -212,7 +212,9 @@ struct FastRelayTests {
         Self.send(
             Self.query("SELECT 1") + Self.query("SELECT CONNECTION_ID()") + Self.query("SELECT 2"),
             to: harness.client)
-        let expected = Self.query("SELECT 1") + Self.query("SELECT CAST(0000000007 AS UNSIGNED) AS `CONNECTION_ID()`") + Self.query("SELECT 2")
+        let expected =
+            Self.query("SELECT 1") + Self.query("SELECT CAST(0000000007 AS UNSIGNED) AS `CONNECTION_ID()`")
+            + Self.query("SELECT 2")
         #expect(Self.receive(expected.count, from: harness.backend) == expected)
         Self.send(Self.ok + Self.ok + Self.ok, to: harness.backend)
         #expect(Self.receive(3 * Self.ok.count, from: harness.client) == Self.ok + Self.ok + Self.ok)
