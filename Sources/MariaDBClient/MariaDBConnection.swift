@@ -19,6 +19,8 @@ public final class MariaDBConnection: Sendable {
     public let options: ConnectionOptions
     private let native: NativeHandle
     private let queue: DispatchQueue
+    /// Where operations' deadlines fire (each handler only resumes a continuation).
+    private static let deadlines = DispatchQueue(label: "switchyard.mariadb.deadlines")
     private let phase = Mutex(Phase.idle)
 
     public init(options: ConnectionOptions) {
@@ -118,9 +120,10 @@ public final class MariaDBConnection: Sendable {
             let slot = ContinuationSlot(continuation)
             let native = self.native
             // A timer, not `asyncAfter`: cancelled when the operation returns, it lets go of its closure at
-            // once instead of holding it until the deadline.
+            // once instead of holding it until the deadline. Its own serial queue, not `.global()`, whose
+            // worker threads (one per core, shared with Swift's tasks on Linux) may all be busy when it fires.
             // (Dispatch sources are thread-safe; the SDK does not mark them Sendable.)
-            nonisolated(unsafe) let timer = DispatchSource.makeTimerSource(queue: .global())
+            nonisolated(unsafe) let timer = DispatchSource.makeTimerSource(queue: Self.deadlines)
             let nanoseconds = max(deadline.wholeNanoseconds, 0)
             timer.schedule(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)))
             timer.setEventHandler {

@@ -43,11 +43,12 @@ public enum ChildProcess {
         }
         close(out.write)
         close(err.write)
-        // Drain both pipes on two threads so neither can fill up and block the child.
+        // Drain both pipes on two threads so neither can fill up and block the child. (A queue of its own: a
+        // serial queue gets a thread even when the shared workers, which may be waiting here, are all busy.)
         let stderrBytes = LockedBytes()
         let done = DispatchSemaphore(value: 0)
         let errRead = err.read
-        DispatchQueue.global().async {
+        DispatchQueue(label: "switchyard.shell.stderr").async {
             stderrBytes.set(readAll(errRead))
             done.signal()
         }
