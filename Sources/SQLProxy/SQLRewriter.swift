@@ -17,9 +17,8 @@ package import NIOCore
 /// A server names an unaliased result column after the item as written, so a select-list item without an
 /// alias that contains the call gets its original text as an alias: `SELECT CONNECTION_ID()+0` becomes
 /// `SELECT CAST(0000000077 AS UNSIGNED)+0 AS \`CONNECTION_ID()+0\`` (in the client's spelling), and clients
-/// that read the column by
-/// name still find it. Elsewhere (a WHERE clause, an aliased item) the call is replaced the same way, without
-/// an alias.
+/// that read the column by name still find it. Elsewhere (a WHERE clause, an aliased item) the call is
+/// replaced the same way, without an alias.
 package enum SQLRewriter {
     package enum Result {
         case unchanged
