@@ -70,7 +70,10 @@ final class BackendHandler: ChannelInboundHandler {
                 fail(.protocolViolation("\(error)"), context: context)
             }
         case .finished:
-            break
+            // Records the TLS handler held while the fast relay carried the session, read out when the session
+            // came back after the connection had closed: the server's last answer (the OK of a COMMIT RELEASE)
+            // still goes to the session, which deals with the close after it.
+            callbacks?.read(buffer)
         }
     }
 
@@ -134,9 +137,7 @@ final class BackendHandler: ChannelInboundHandler {
             fail(.closed, context: context)
         case .relay:
             phase = .finished
-            let callbacks = self.callbacks
-            self.callbacks = nil
-            callbacks?.closed()
+            callbacks?.closed()  // (kept for held records read out later; `detachFromSession` lets go)
         case .finished:
             break
         }

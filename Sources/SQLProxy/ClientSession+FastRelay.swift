@@ -27,6 +27,9 @@ extension ClientSession {
         var afterReturn: [() -> Void] = []
         /// Descriptors whose channels closed while the relay could still use them.
         var descriptorsToClose: [Int32] = []
+        /// The server hop's suspended record handler: when that connection closes while the relay carries
+        /// the session, NIO may have read the server's last records into it and then removed it.
+        var backendRecords: TLSRecordHandler?
     }
 
     /// TLS 1.3 writers this close to their KeyUpdate stay on NIO, which sends it.
@@ -90,6 +93,7 @@ extension ClientSession {
             returned: { session in loop.execute { bound.value.fastRelayReturned(session) } })
         relay = CommandRelay()
         fast.relayed = session
+        fast.backendRecords = backendRecords
         environment.metrics.fastRelay(handedOver: true)
         fastRelay.adopt(session)
     }
@@ -98,6 +102,7 @@ extension ClientSession {
     func fastRelayReturned(_ session: RelayedSession) {
         guard fast.relayed === session else { return }
         fast.relayed = nil
+        let backendRecords = fast.backendRecords.take()
         environment.metrics.fastRelay(handedOver: false)
         for descriptor in fast.descriptorsToClose { Glibc.close(descriptor) }
         fast.descriptorsToClose = []
@@ -111,6 +116,16 @@ extension ClientSession {
         if var late = fast.lateClientBytes.take() { inbound.writeBuffer(&late) }
         var held = session.backendBytes
         if var late = fast.lateBackendBytes.take() { held.writeBuffer(&late) }
+        if !backend.channel.isActive, let backendRecords, var state = session.backend.records,
+            var records = backendRecords.takeHeldRecords()
+        {
+            // NIO read the server's last records (the OK of a COMMIT RELEASE) and closed the connection, and
+            // its pipeline is gone: open them here so that the answer still reaches the client.
+            var all = state.partial
+            all.writeBuffer(&records)
+            var plaintext = TLSRecordHandler.openApplicationData(&all, reader: &state.reader)
+            held.writeBuffer(&plaintext)
+        }
         heldBackend = held.readableBytes > 0 ? held : nil
         // Bytes the relay could not write yet go first; then records that arrived meanwhile are read.
         resume(session.client, pipeline: context.pipeline.syncOperations, channel: context.channel)
@@ -121,9 +136,11 @@ extension ClientSession {
         for pipeline in [backend.channel.pipeline.syncOperations, context.pipeline.syncOperations] {
             (try? pipeline.handler(type: TLSRecordHandler.self))?.readHeldRecords()
         }
-        runAfterReturn()
         if heldBackend != nil, self.backend != nil { backendRead(ByteBuffer()) }
         if inbound.readableBytes > 0 { readInbound(context: context) }
+        // Only then what waited for the session: the server's last answer (an OK before it closed the
+        // connection) reaches the client before the close is dealt with.
+        runAfterReturn()
         context.flush()
         self.backend?.channel.flush()
     }

@@ -55,6 +55,12 @@ extension ClientSession {
         guard case .command = phase, relay.pending.isEmpty, changeUser == nil, !relay.sendingLocalFile,
             moveObstacle == nil
         else { return false }
+        if relay.portability.endedTransactionLast {
+            // COMMIT/ROLLBACK RELEASE (or completion_type 2): the server ended the session on purpose, and a
+            // client of the server would find its connection closed.
+            logger.notice("the server closed the connection after COMMIT or ROLLBACK (RELEASE); the session ends")
+            return false
+        }
         logger.notice(
             "server connection lost between statements; the session moves at its next command",
             metadata: ["server": "\(backend?.server.name ?? "?")"])

@@ -326,7 +326,9 @@ private final class Worker: @unchecked Sendable {
         }
         if result > 0 { return true }
         if result < 0, errno == EAGAIN || errno == EINTR { return false }
-        handBack(session, "the \(side) connection ended or failed")
+        handBack(
+            session, "the \(side) connection " + (result == 0 ? "ended" : "failed: \(String(cString: strerror(errno)))")
+        )
         return false
     }
 

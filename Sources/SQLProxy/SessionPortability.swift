@@ -33,6 +33,9 @@ package struct SessionPortability: Sendable, Hashable {
     /// The session moved after an insert: its `LAST_INSERT_ID()` is gone, so a statement that reads it must
     /// not run (it would get another value); cleared by `COM_RESET_CONNECTION` or a change of user.
     private(set) var lastInsertIDLost = false
+    /// The last command sent was a `COMMIT` or `ROLLBACK`. With `RELEASE` (or `completion_type` 2) the server
+    /// closes the connection right after its OK: a connection lost then was ended on purpose, not lost.
+    private(set) var endedTransactionLast = false
     /// Commands sent and not yet answered whose answer matters here, oldest first.
     private var awaiting: [Awaited] = []
 
@@ -54,6 +57,7 @@ package struct SessionPortability: Sendable, Hashable {
 
     /// A command is sent to the server. `payload` is the whole command packet (command byte first).
     package mutating func commandSent(_ command: Command, payload: ByteBuffer) {
+        endedTransactionLast = command == .query && StatementClassifier.endsTransaction(payload)
         switch command {
         case .initDB:
             var name = payload
@@ -175,6 +179,21 @@ package enum StatementClassifier {
         guard payload.readableBytes <= maximumLength + 1 else { return .pins("a statement too long to classify") }
         return payload.withUnsafeReadableBytes { raw in
             classify(UnsafeRawBufferPointer(rebasing: raw.dropFirst()))
+        }
+    }
+
+    /// Whether a COM_QUERY payload's first word is `COMMIT` or `ROLLBACK`.
+    package static func endsTransaction(_ payload: ByteBuffer) -> Bool {
+        payload.withUnsafeReadableBytes { raw in
+            let text = UnsafeRawBufferPointer(rebasing: raw.dropFirst())
+            var lexer = SQLLexer(text: text)
+            while let token = lexer.next() {
+                if token.kind == .symbol { continue }
+                let word = UnsafeRawBufferPointer(rebasing: text[token.range])
+                return token.kind == .word
+                    && (SQLLexer.equalsIgnoringCase(word, "commit") || SQLLexer.equalsIgnoringCase(word, "rollback"))
+            }
+            return false
         }
     }
 

@@ -89,6 +89,42 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
         late = records
     }
 
+    /// The records NIO read while suspended, taken away: for a driver whose connection closed (and whose
+    /// pipeline is gone, so `resume` cannot run) to open them itself with `openApplicationData`.
+    public func takeHeldRecords() -> ByteBuffer? {
+        guard suspended else { return nil }
+        return late.take()
+    }
+
+    /// Opens the whole application-data records at the start of `records` with `reader` (the state a driver
+    /// got back from `suspend()` and carried on), and returns their plaintext; stops at a partial record, one
+    /// of another type (an alert, a KeyUpdate) or one that fails to open, which stay in `records`.
+    public static func openApplicationData(_ records: inout ByteBuffer, reader: inout TLSRecordProtection)
+        -> ByteBuffer
+    {
+        var plaintext = ByteBuffer()
+        while records.readableBytes >= 5 {
+            let start = records.readerIndex
+            let type = records.getInteger(at: start, as: UInt8.self)!
+            let length = Int(records.getInteger(at: start + 3, as: UInt16.self)!)
+            guard type == TLSContentType.applicationData, length <= reader.maxCiphertext,
+                records.readableBytes >= 5 + length
+            else { break }
+            let mark = plaintext.writerIndex
+            let content: UInt8? = records.withUnsafeReadableBytes { bytes in
+                try? reader.open(
+                    outerType: type, body: UnsafeRawBufferPointer(rebasing: bytes[5..<(5 + length)]), into: &plaintext)
+            }
+            guard content == TLSContentType.applicationData else {
+                plaintext.moveWriterIndex(to: mark)
+                if content != nil { reader.unopenLast() }
+                break
+            }
+            records.moveReaderIndex(forwardBy: 5 + length)
+        }
+        return plaintext
+    }
+
     /// After `resume`: reads the records that arrived while suspended.
     public func readHeldRecords() {
         guard !suspended, let context, let records = late.take(), records.readableBytes > 0 else { return }

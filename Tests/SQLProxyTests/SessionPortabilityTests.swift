@@ -33,6 +33,21 @@ import Testing
         }
     }
 
+    @Test("A COMMIT or ROLLBACK as the last command is noted (the server may close the connection after it)")
+    func endedTransactionLast() {
+        var portability = SessionPortability()
+        for (sql, expected) in [
+            ("COMMIT RELEASE", true), ("/* c */ rollback work and no chain release", true), ("COMMIT", true),
+            ("SELECT 1", false), ("(ROLLBACK)", true), ("'commit'", false), ("SET completion_type = 2", false),
+        ] {
+            portability.commandSent(.query, payload: query(sql))
+            #expect(portability.endedTransactionLast == expected, "\(sql)")
+        }
+        portability.commandSent(.query, payload: query("COMMIT"))
+        portability.commandSent(.ping, payload: ByteBuffer(bytes: [Command.ping.rawValue]))
+        #expect(!portability.endedTransactionLast, "any later command clears it")
+    }
+
     @Test("Statements that may leave session state behind pin the session, with a reason")
     func statefulStatements() {
         for sql in [

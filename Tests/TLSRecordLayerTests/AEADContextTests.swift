@@ -109,6 +109,30 @@ import Testing
         }
     }
 
+    @Test("openApplicationData opens whole application-data records and leaves an alert or a partial record")
+    func openHeldRecords() throws {
+        let suite = TLSCipherSuite.tls13(0x1301)!
+        let keys = TLSTrafficKeys(
+            key: hex("17422dda596ed5d9acd890e3c63f5051"), iv: hex("5b78923dee08579033e523d9"), secret: [])
+        var sealer = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: true)
+        var records = ByteBuffer()
+        try sealer.seal(type: TLSContentType.applicationData, Array("OK".utf8), into: &records)
+        try sealer.seal(type: TLSContentType.applicationData, Array(" then".utf8), into: &records)
+        var alert = ByteBuffer()
+        try sealer.seal(type: 21, [1, 0], into: &alert)  // close_notify
+        records.writeImmutableBuffer(alert)
+        var reader = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: false)
+        var input = records
+        let plaintext = TLSRecordHandler.openApplicationData(&input, reader: &reader)
+        #expect(String(buffer: plaintext) == "OK then")
+        #expect(input.readableBytes == alert.readableBytes, "the alert stays for whoever reads on")
+        // A partial record waits.
+        var partial = records.getSlice(at: 0, length: 10)!
+        var fresh = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: false)
+        #expect(TLSRecordHandler.openApplicationData(&partial, reader: &fresh).readableBytes == 0)
+        #expect(partial.readableBytes == 10)
+    }
+
     @Test("A TLS 1.3 record matches RFC 8448 §3 byte for byte, and opens back to its content and type")
     func rfc8448Record() throws {
         let suite = TLSCipherSuite.tls13(0x1301)!
