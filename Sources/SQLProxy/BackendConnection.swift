@@ -182,10 +182,17 @@ final class BackendHandler: ChannelInboundHandler {
         }
     }
 
-    /// Stops delivering to the session (it is going away) and closes the backend connection.
-    func detachFromSession(channel: any Channel) {
+    /// Stops delivering to the session (it is going away) and closes the backend connection. With `quit`
+    /// (the connection is between commands), it says COM_QUIT first, as a client leaving does: a server
+    /// counts a connection closed without it in `Aborted_clients` and logs an "Aborted connection" warning.
+    func detachFromSession(channel: any Channel, quit: Bool) {
+        let relaying = if case .relay = phase { true } else { false }
         phase = .finished
         callbacks = nil
+        if quit, relaying, channel.isActive {
+            channel.writeAndFlush(
+                encode(MySQLPacket(sequenceID: 0, payload: ByteBuffer(bytes: [Command.quit.rawValue]))), promise: nil)
+        }
         channel.close(promise: nil)
     }
 

@@ -30,6 +30,9 @@ extension ClientSession {
         /// The server hop's suspended record handler: when that connection closes while the relay carries
         /// the session, NIO may have read the server's last records into it and then removed it.
         var backendRecords: TLSRecordHandler?
+        /// The session ended while the relay carried it: when the relay gives it back, the server connection
+        /// gets a COM_QUIT (if it is between commands) before its descriptor closes.
+        var quitOnReturn = false
     }
 
     /// TLS 1.3 writers this close to their KeyUpdate stay on NIO, which sends it.
@@ -103,6 +106,10 @@ extension ClientSession {
         guard fast.relayed === session else { return }
         fast.relayed = nil
         let backendRecords = fast.backendRecords.take()
+        if fast.quitOnReturn {
+            fast.quitOnReturn = false
+            if session.relay.isIdle { Self.sayQuit(to: session.backend) }
+        }
         environment.metrics.fastRelay(handedOver: false)
         for descriptor in fast.descriptorsToClose { Glibc.close(descriptor) }
         fast.descriptorsToClose = []
@@ -143,6 +150,22 @@ extension ClientSession {
         runAfterReturn()
         context.flush()
         self.backend?.channel.flush()
+    }
+
+    /// Writes COM_QUIT to a server hop the relay gave back (sealed with the relay's record state), so that
+    /// the server sees a client leave rather than an aborted connection. Best effort: nothing if bytes still
+    /// wait for the socket.
+    private static func sayQuit(to hop: RelayedSession.Hop) {
+        guard hop.unsent.readableBytes == 0 else { return }
+        var bytes = ByteBuffer(bytes: [1, 0, 0, 0, Command.quit.rawValue])
+        if var records = hop.records {
+            var sealed = ByteBuffer()
+            guard
+                (try? records.writer.seal(type: TLSContentType.applicationData, [1, 0, 0, 0, 1], into: &sealed)) != nil
+            else { return }
+            bytes = sealed
+        }
+        _ = bytes.withUnsafeReadableBytes { Glibc.write(hop.descriptor, $0.baseAddress, $0.count) }
     }
 
     private func resume(

@@ -81,7 +81,7 @@ extension ClientSession {
         guard let login else { return }
         if let backend {
             self.backend = nil
-            backend.handler.detachFromSession(channel: backend.channel)
+            backend.handler.detachFromSession(channel: backend.channel, quit: true)
         }
         forgetBackendThread()
         heldBackend = nil

@@ -679,25 +679,35 @@ final class ClientSession: ChannelInboundHandler {
         context.write(wrapOutboundOut(out), promise: nil)
     }
 
+    /// Whether the server connection is between commands, so that leaving it with COM_QUIT is clean.
+    var quitsCleanly: Bool {
+        guard case .command = phase else { return false }
+        return relay.isIdle && changeUser == nil && fast.relayed == nil
+    }
+
     func close() {
         guard let context else { return }
         if case .closed = phase, !context.channel.isActive { return }
+        let quit = quitsCleanly
+        if fast.relayed != nil, case .command = phase, changeUser == nil { fast.quitOnReturn = true }
         phase = .closed
         handshakeTimeout?.cancel()
         handshakeTimeout = nil
         if let backend {
             self.backend = nil
-            backend.handler.detachFromSession(channel: backend.channel)
+            backend.handler.detachFromSession(channel: backend.channel, quit: quit)
         }
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        let quit = quitsCleanly
+        if fast.relayed != nil, case .command = phase, changeUser == nil { fast.quitOnReturn = true }
         phase = .closed
         handshakeTimeout?.cancel()
         if let backend {
             self.backend = nil
-            backend.handler.detachFromSession(channel: backend.channel)
+            backend.handler.detachFromSession(channel: backend.channel, quit: quit)
         }
         if registered {
             registered = false

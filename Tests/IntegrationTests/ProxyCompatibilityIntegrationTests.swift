@@ -466,6 +466,38 @@ struct ProxyCompatibilityIntegrationTests {
         }
     }
 
+    /// A server counts a connection closed without COM_QUIT in `Aborted_clients` and logs a warning for it;
+    /// DBAs alert on that. Clients that leave cleanly through the proxy must leave the server's count alone.
+    @Test("Proxy: clients that leave cleanly do not raise the server's Aborted_clients (the proxy says COM_QUIT)")
+    func proxyQuitsCleanly() async throws {
+        try await ClusterFixture.with(servers: 1) { cluster in
+            try await ProxyFixture.with(cluster) { proxy in
+                try await cluster.rootSQL("s1", "FLUSH STATUS")
+                func aborted() async throws -> String {
+                    let row = try await cluster.rootSQL("s1", "SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+                    return String(row.split(separator: "\t").last ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                let before = try await aborted()
+                // Quick sessions too: a client that quits at once may do so while the fast relay carries it.
+                for sql in ["DO SLEEP(0.3)"] + Array(repeating: ["SELECT 1", "SELECT 1; SELECT 2"], count: 6).joined() {
+                    #expect(try await proxy.mariadb(sql).status == 0)
+                }
+                // The server has handled every quit once the proxy's sessions are gone and the sessions' server
+                // threads have left.
+                try await poll("the sessions ended", deadline: .seconds(10)) {
+                    try #require(proxy.controller.proxy).state.sessionCount == 0
+                }
+                try await poll("the server threads left", deadline: .seconds(10)) {
+                    try await cluster.rootSQL(
+                        "s1", "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'"
+                    ).trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+                }
+                let after = try await aborted()
+                #expect(after == before, "Aborted_clients before: \(before), after: \(after)")
+            }
+        }
+    }
+
     @Test(
         "Proxy: 'u'@'localhost' neither matches nor shadows a TCP login when the server skips name resolution")
     func proxyLocalhostAccounts() async throws {
