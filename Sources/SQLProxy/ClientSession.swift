@@ -679,17 +679,22 @@ final class ClientSession: ChannelInboundHandler {
         context.write(wrapOutboundOut(out), promise: nil)
     }
 
-    /// Whether the server connection is between commands, so that leaving it with COM_QUIT is clean.
-    var quitsCleanly: Bool {
-        guard case .command = phase else { return false }
-        return relay.isIdle && changeUser == nil && fast.relayed == nil
+    /// Whether the session leaves its server connection with COM_QUIT now (it is between commands). While
+    /// the fast relay carries the session, the relay's state decides, and the quit is said when it gives the
+    /// session back.
+    func quitsOnLeaving() -> Bool {
+        guard case .command = phase, changeUser == nil else { return false }
+        if fast.relayed != nil {
+            fast.quitOnReturn = true
+            return false
+        }
+        return relay.isIdle
     }
 
     func close() {
         guard let context else { return }
         if case .closed = phase, !context.channel.isActive { return }
-        let quit = quitsCleanly
-        if fast.relayed != nil, case .command = phase, changeUser == nil { fast.quitOnReturn = true }
+        let quit = quitsOnLeaving()
         phase = .closed
         handshakeTimeout?.cancel()
         handshakeTimeout = nil
@@ -701,8 +706,7 @@ final class ClientSession: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let quit = quitsCleanly
-        if fast.relayed != nil, case .command = phase, changeUser == nil { fast.quitOnReturn = true }
+        let quit = quitsOnLeaving()
         phase = .closed
         handshakeTimeout?.cancel()
         if let backend {
