@@ -20,6 +20,15 @@ struct ProxyCompatibilityIntegrationTests {
         GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
         """
 
+    /// The start of a PyMySQL script for `ProxyFixture.client`: `kw` holds the arguments that connect to the
+    /// proxy as the app user, with verified TLS.
+    static let pymysqlPreamble = """
+        import os, select, time, pymysql
+        kw = dict(host=os.environ['SY_HOST'], port=int(os.environ['SY_PORT']), user=os.environ['SY_USER'],
+                  password=os.environ['SY_PASSWORD'], database=os.environ['SY_DB'], ssl={'ca': os.environ['SY_CA']})
+
+        """
+
     /// Runs a mariadb-test script (MariaDB's test language) through the proxy as root, in database `test`, on a
     /// fresh one-server cluster where `setup` ran first (as root on the server).
     static func mariadbTest(_ script: String, setup: String = "", _ extra: [String] = []) async throws
@@ -277,29 +286,26 @@ struct ProxyCompatibilityIntegrationTests {
                 // Each round: a fresh victim, carried by the fast relay or not (with and without a pause), is
                 // killed; right after the OK, its socket must already be readable (the proxy's shutdown or an
                 // ERR), without waiting at all.
-                let script = """
-                    import os, select, time, pymysql
-                    kw = dict(host=os.environ['SY_HOST'], port=int(os.environ['SY_PORT']), user=os.environ['SY_USER'],
-                              password=os.environ['SY_PASSWORD'], database=os.environ['SY_DB'],
-                              ssl={'ca': os.environ['SY_CA']})
-                    killer = pymysql.connect(**kw)
-                    open_after_ok = 0
-                    for n in range(40):
-                        victim = pymysql.connect(**kw)
-                        victim.cursor().execute('SELECT 1')
-                        if n % 2:
-                            time.sleep(0.05)
-                        killer.cursor().execute('KILL CONNECTION %d' % victim.thread_id())
-                        readable, _, _ = select.select([victim._sock], [], [], 0)
-                        if not readable:
-                            open_after_ok += 1
-                        try:
+                let script =
+                    Self.pymysqlPreamble + """
+                        killer = pymysql.connect(**kw)
+                        open_after_ok = 0
+                        for n in range(40):
+                            victim = pymysql.connect(**kw)
                             victim.cursor().execute('SELECT 1')
-                            print('the killed connection still answered')
-                        except pymysql.err.MySQLError:
-                            pass
-                    print('open after the OK:', open_after_ok)
-                    """
+                            if n % 2:
+                                time.sleep(0.05)
+                            killer.cursor().execute('KILL CONNECTION %d' % victim.thread_id())
+                            readable, _, _ = select.select([victim._sock], [], [], 0)
+                            if not readable:
+                                open_after_ok += 1
+                            try:
+                                victim.cursor().execute('SELECT 1')
+                                print('the killed connection still answered')
+                            except pymysql.err.MySQLError:
+                                pass
+                        print('open after the OK:', open_after_ok)
+                        """
                 let run = try await proxy.client(["/usr/bin/python3", "-c", script])
                 #expect(run.status == 0, "\(run.stderr)")
                 #expect(run.stdout == "open after the OK: 0\n", "\(run.stdout)\(run.stderr)")
@@ -436,29 +442,26 @@ struct ProxyCompatibilityIntegrationTests {
         try await ClusterFixture.with(servers: 1) { cluster in
             try await ProxyFixture.with(cluster) { proxy in
                 // Half the rounds pause first, so that the fast relay carries the session when the close comes.
-                let script = """
-                    import os, time, pymysql
-                    kw = dict(host=os.environ['SY_HOST'], port=int(os.environ['SY_PORT']), user=os.environ['SY_USER'],
-                              password=os.environ['SY_PASSWORD'], database=os.environ['SY_DB'],
-                              ssl={'ca': os.environ['SY_CA']})
-                    failed, kept = 0, 0
-                    for n in range(30):
-                        c = pymysql.connect(**kw)
-                        if n % 2:
-                            time.sleep(0.05)
-                        try:
-                            c.cursor().execute(['COMMIT RELEASE', 'ROLLBACK RELEASE', 'COMMIT AND NO CHAIN RELEASE'][n % 3])
-                        except pymysql.err.MySQLError as e:
-                            failed += 1
-                            print('failed', n, e.args)
-                            continue
-                        try:
-                            c.cursor().execute('SELECT 1')
-                            kept += 1
-                        except pymysql.err.MySQLError:
-                            pass
-                    print('failed', failed, 'kept', kept)
-                    """
+                let script =
+                    Self.pymysqlPreamble + """
+                        failed, kept = 0, 0
+                        for n in range(30):
+                            c = pymysql.connect(**kw)
+                            if n % 2:
+                                time.sleep(0.05)
+                            try:
+                                c.cursor().execute(['COMMIT RELEASE', 'ROLLBACK RELEASE', 'COMMIT AND NO CHAIN RELEASE'][n % 3])
+                            except pymysql.err.MySQLError as e:
+                                failed += 1
+                                print('failed', n, e.args)
+                                continue
+                            try:
+                                c.cursor().execute('SELECT 1')
+                                kept += 1
+                            except pymysql.err.MySQLError:
+                                pass
+                        print('failed', failed, 'kept', kept)
+                        """
                 let run = try await proxy.client(["/usr/bin/python3", "-c", script])
                 #expect(run.status == 0, "\(run.stderr)")
                 #expect(run.stdout.hasSuffix("failed 0 kept 0\n"), "\(run.stdout)\(run.stderr)")
