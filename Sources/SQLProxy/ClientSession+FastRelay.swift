@@ -130,8 +130,7 @@ extension ClientSession {
             // its pipeline is gone: open them here so that the answer still reaches the client.
             var all = state.partial
             all.writeBuffer(&records)
-            var plaintext = TLSRecordHandler.openApplicationData(&all, reader: &state.reader)
-            held.writeBuffer(&plaintext)
+            TLSRecordHandler.openApplicationData(&all, reader: &state.reader, into: &held)
         }
         heldBackend = held.readableBytes > 0 ? held : nil
         // Bytes the relay could not write yet go first; then records that arrived meanwhile are read.

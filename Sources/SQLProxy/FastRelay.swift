@@ -344,33 +344,8 @@ private final class Worker: @unchecked Sendable {
         } else {
             input = received
         }
-        var handOver = false
-        while input.readableBytes >= 5 {
-            let start = input.readerIndex
-            let type = input.getInteger(at: start, as: UInt8.self)!
-            let length = Int(input.getInteger(at: start + 3, as: UInt16.self)!)
-            guard type == TLSContentType.applicationData, input.getInteger(at: start + 1, as: UInt16.self) == 0x0303,
-                length <= records.reader.maxCiphertext
-            else {
-                handOver = true
-                break
-            }
-            guard input.readableBytes >= 5 + length else { break }
-            let mark = plaintext.writerIndex
-            let content: UInt8? = input.withUnsafeReadableBytes { bytes in
-                try? records.reader.open(
-                    outerType: type, body: UnsafeRawBufferPointer(rebasing: bytes[5..<(5 + length)]), into: &plaintext)
-            }
-            guard content == TLSContentType.applicationData else {
-                // Not application data inside (TLS 1.3 hides the type), or it fails to open: the session's
-                // record handler deals with it from the record's start (its reader has not moved past it).
-                plaintext.moveWriterIndex(to: mark)
-                if content != nil { records.reader.unopenLast() }
-                handOver = true
-                break
-            }
-            input.moveReaderIndex(forwardBy: 5 + length)
-        }
+        // A record it does not open goes to the session's record handler, from the record's start.
+        let handOver = TLSRecordHandler.openApplicationData(&input, reader: &records.reader, into: &plaintext)
         if input.readableBytes > 0 { records.partial = Self.copy(input) }
         return !handOver
     }

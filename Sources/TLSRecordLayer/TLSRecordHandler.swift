@@ -97,19 +97,23 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Opens the whole application-data records at the start of `records` with `reader` (the state a driver
-    /// got back from `suspend()` and carried on), and returns their plaintext; stops at a partial record, one
-    /// of another type (an alert, a KeyUpdate) or one that fails to open, which stay in `records`.
-    public static func openApplicationData(_ records: inout ByteBuffer, reader: inout TLSRecordProtection)
-        -> ByteBuffer
-    {
-        var plaintext = ByteBuffer()
+    /// got back from `suspend()` and carries on) and appends their plaintext to `plaintext`. Stops at a
+    /// partial record, and before a record it does not open: another type or version, too long, not
+    /// application data inside (TLS 1.3 hides the type: an alert, a KeyUpdate) or failing to open; those stay
+    /// in `records`, and `reader` has not moved past them. Returns whether it stopped before such a record
+    /// (which the record handler must deal with), not merely at the end of the bytes.
+    @discardableResult
+    public static func openApplicationData(
+        _ records: inout ByteBuffer, reader: inout TLSRecordProtection, into plaintext: inout ByteBuffer
+    ) -> Bool {
         while records.readableBytes >= 5 {
             let start = records.readerIndex
             let type = records.getInteger(at: start, as: UInt8.self)!
             let length = Int(records.getInteger(at: start + 3, as: UInt16.self)!)
-            guard type == TLSContentType.applicationData, length <= reader.maxCiphertext,
-                records.readableBytes >= 5 + length
-            else { break }
+            guard type == TLSContentType.applicationData, records.getInteger(at: start + 1, as: UInt16.self) == 0x0303,
+                length <= reader.maxCiphertext
+            else { return true }
+            guard records.readableBytes >= 5 + length else { return false }
             let mark = plaintext.writerIndex
             let content: UInt8? = records.withUnsafeReadableBytes { bytes in
                 try? reader.open(
@@ -118,11 +122,11 @@ public final class TLSRecordHandler: ChannelDuplexHandler, RemovableChannelHandl
             guard content == TLSContentType.applicationData else {
                 plaintext.moveWriterIndex(to: mark)
                 if content != nil { reader.unopenLast() }
-                break
+                return true
             }
             records.moveReaderIndex(forwardBy: 5 + length)
         }
-        return plaintext
+        return false
     }
 
     /// After `resume`: reads the records that arrived while suspended.

@@ -123,13 +123,17 @@ import Testing
         records.writeImmutableBuffer(alert)
         var reader = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: false)
         var input = records
-        let plaintext = TLSRecordHandler.openApplicationData(&input, reader: &reader)
+        var plaintext = ByteBuffer()
+        let stoppedBefore = TLSRecordHandler.openApplicationData(&input, reader: &reader, into: &plaintext)
         #expect(String(buffer: plaintext) == "OK then")
+        #expect(stoppedBefore)
         #expect(input.readableBytes == alert.readableBytes, "the alert stays for whoever reads on")
         // A partial record waits.
         var partial = records.getSlice(at: 0, length: 10)!
         var fresh = try TLSRecordProtection(version: .tls13, suite: suite, keys: keys, sequence: 0, sealing: false)
-        #expect(TLSRecordHandler.openApplicationData(&partial, reader: &fresh).readableBytes == 0)
+        var none = ByteBuffer()
+        #expect(!TLSRecordHandler.openApplicationData(&partial, reader: &fresh, into: &none))
+        #expect(none.readableBytes == 0)
         #expect(partial.readableBytes == 10)
     }
 
