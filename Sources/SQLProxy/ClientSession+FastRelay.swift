@@ -156,11 +156,11 @@ extension ClientSession {
     /// wait for the socket.
     private static func sayQuit(to hop: RelayedSession.Hop) {
         guard hop.unsent.readableBytes == 0 else { return }
-        var bytes = ByteBuffer(bytes: [1, 0, 0, 0, Command.quit.rawValue])
+        let packet: [UInt8] = [1, 0, 0, 0, Command.quit.rawValue]
+        var bytes = ByteBuffer(bytes: packet)
         if var records = hop.records {
             var sealed = ByteBuffer()
-            guard
-                (try? records.writer.seal(type: TLSContentType.applicationData, [1, 0, 0, 0, 1], into: &sealed)) != nil
+            guard (try? records.writer.seal(type: TLSContentType.applicationData, packet, into: &sealed)) != nil
             else { return }
             bytes = sealed
         }

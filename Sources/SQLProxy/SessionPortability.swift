@@ -57,7 +57,7 @@ package struct SessionPortability: Sendable, Hashable {
 
     /// A command is sent to the server. `payload` is the whole command packet (command byte first).
     package mutating func commandSent(_ command: Command, payload: ByteBuffer) {
-        endedTransactionLast = command == .query && StatementClassifier.endsTransaction(payload)
+        endedTransactionLast = false
         switch command {
         case .initDB:
             var name = payload
@@ -75,6 +75,9 @@ package struct SessionPortability: Sendable, Hashable {
             switch StatementClassifier.classify(payload) {
             case .stateless:
                 break
+            case .endsTransaction:
+                // (Only a session that could move needs to know: any other one ends with its connection.)
+                endedTransactionLast = !prepared
             case .insert:
                 inserted = true
             case .useDatabase where prepared, .setting where prepared:
@@ -167,6 +170,9 @@ package enum StatementClassifier {
         case setting
         /// `INSERT` or `REPLACE`: no state but the session's `LAST_INSERT_ID()`, which a move loses.
         case insert
+        /// `COMMIT` or `ROLLBACK`: no state, but with `RELEASE` (or `completion_type` 2) the server closes the
+        /// connection after its OK.
+        case endsTransaction
         /// May leave state behind that a new connection would not have.
         case pins(String)
     }
@@ -179,21 +185,6 @@ package enum StatementClassifier {
         guard payload.readableBytes <= maximumLength + 1 else { return .pins("a statement too long to classify") }
         return payload.withUnsafeReadableBytes { raw in
             classify(UnsafeRawBufferPointer(rebasing: raw.dropFirst()))
-        }
-    }
-
-    /// Whether a COM_QUERY payload's first word is `COMMIT` or `ROLLBACK`.
-    package static func endsTransaction(_ payload: ByteBuffer) -> Bool {
-        payload.withUnsafeReadableBytes { raw in
-            let text = UnsafeRawBufferPointer(rebasing: raw.dropFirst())
-            var lexer = SQLLexer(text: text)
-            while let token = lexer.next() {
-                if token.kind == .symbol { continue }
-                let word = UnsafeRawBufferPointer(rebasing: text[token.range])
-                return token.kind == .word
-                    && (SQLLexer.equalsIgnoringCase(word, "commit") || SQLLexer.equalsIgnoringCase(word, "rollback"))
-            }
-            return false
         }
     }
 
@@ -274,7 +265,9 @@ package enum StatementClassifier {
             previous = token
         }
         if lexer.sawExecutableComment { return .pins("an executable comment") }
-        return inserts ? .insert : .stateless
+        if inserts { return .insert }
+        let ends = SQLLexer.equalsIgnoringCase(leader, "commit") || SQLLexer.equalsIgnoringCase(leader, "rollback")
+        return ends ? .endsTransaction : .stateless
     }
 
     /// Whether a statement may read the session's last insert id: `LAST_INSERT_ID()`, `@@last_insert_id` or
