@@ -300,7 +300,8 @@ public struct ResponseTracker: Sendable {
         var buffer = payload
         guard let header = buffer.readInteger(as: UInt8.self) else { return nil }
         if Packets.EOFPacket.isEOF(header: header, length: length) {
-            buffer.moveReaderIndex(forwardBy: 2)  // warnings
+            // (A server's EOF may be shorter than 5 bytes: then it has no status.)
+            guard buffer.readInteger(endianness: .little, as: UInt16.self) != nil else { return nil }  // warnings
             return buffer.readInteger(endianness: .little, as: UInt16.self).map(StatusFlags.init(rawValue:))
         }
         guard buffer.readLengthEncodedInteger() != nil, buffer.readLengthEncodedInteger() != nil else { return nil }

@@ -252,4 +252,19 @@ struct ResponseTrackerTests {
         var refused = ResponseTracker(command: .shutdown, capabilities: [.protocol41])
         #expect(refused.serverPacket(Self.err) == .finished(nil))
     }
+
+    @Test("a short EOF (fewer than 5 bytes, from a hostile or broken server) ends the answer with no status")
+    func shortEOF() {
+        // The fuzzer's crash: `fe` alone as the first packet of an answer made the status read trap.
+        for bytes: [UInt8] in [[0xFE], [0xFE, 0x00], [0xFE, 0x00, 0x00], [0xFE, 0x00, 0x00, 0x02]] {
+            var start = ResponseTracker(command: .query, capabilities: [.protocol41])
+            #expect(start.serverPacket(ByteBuffer(bytes: bytes)) == .finished(nil))
+            var rows = ResponseTracker(command: .query, capabilities: [.protocol41])
+            #expect(
+                Self.run(&rows, [Self.columnCount(1), Self.column, Self.eof([]), Self.row]).allSatisfy {
+                    $0 == .inProgress
+                })
+            #expect(rows.serverPacket(ByteBuffer(bytes: bytes)) == .finished(nil))
+        }
+    }
 }

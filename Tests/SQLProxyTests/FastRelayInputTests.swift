@@ -25,6 +25,17 @@ struct FastRelayInputTests {
         }
     }
 
+    @Test("An answer that is a short EOF (1 byte) is relayed whole, and the relay keeps the session")
+    func shortEOFAnswer() async throws {
+        let query = SessionDriver.packet([Command.query.rawValue] + Array("SELECT 1".utf8), sequenceID: 0)
+        let eof = SessionDriver.packet([0xFE], sequenceID: 1)
+        let outcome = try await offPool {
+            try RelayDriver.run(.init(), [(.send(.client, query), false), (.send(.server, eof), false)])
+        }
+        #expect(outcome.reason == "the session asked for it back")
+        #expect(outcome.toClient == eof.count)
+    }
+
     @Test("Seeded random scripts of client and server bytes, on plaintext and TLS hops", arguments: 0..<300)
     func randomScripts(seed: Int) async throws {
         var generator = SplitMix64(state: UInt64(seed) &+ 2_000_000)

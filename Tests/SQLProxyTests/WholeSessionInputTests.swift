@@ -37,6 +37,24 @@ import Testing
                 == 3)
     }
 
+    @Test("An answer that is a short EOF (1 byte) reaches the client as it is, and the session goes on")
+    func shortEOFAnswer() async throws {
+        // The fuzzer's input `01 00 00 02 fe 00` crashed the process here: reading the EOF's status went past
+        // its end.
+        var ok = ByteBuffer()
+        Packets.OKPacket(affectedRows: 1).encode(into: &ok, capabilities: [.protocol41])
+        let outcome = try await SessionDriver.run([
+            .send(.client, Self.query("SELECT 1")),
+            .send(.server, SessionDriver.packet([0xFE], sequenceID: 1)),
+            .send(.client, Self.query("DELETE FROM t")),
+            .send(.server, SessionDriver.packet(Array(ok.readableBytesView), sequenceID: 1)),
+        ])
+        #expect(outcome.violations.isEmpty)
+        #expect(!outcome.sessionClosedClient)
+        let packets = try Self.packets(outcome.toClient)
+        #expect(packets.map { Array($0.payload.readableBytesView) } == [[0xFE], Array(ok.readableBytesView)])
+    }
+
     @Test("A result set with a bogus column count gets ERR 1158 in its place and ends the session")
     func bogusColumnCount() async throws {
         // 0xFC announces a two-byte length-encoded column count that is not there.
