@@ -68,6 +68,12 @@ extension ClientSession {
         case .processList:
             heldAnswer = nil
             emit(showingProxyIDs(held.bytes), context: context)
+        case .sessionStatus:
+            heldAnswer = nil
+            let deprecateEOF = backend?.session?.capabilities.contains(.deprecateEOF) ?? false
+            emit(
+                SessionStatus.rewrite(held.bytes, deprecateEOF: deprecateEOF, clientHopCompressed: compression != nil)
+                    ?? held.bytes, context: context)
         case .kill(let targets):
             let shutDowns =
                 held.lastPacketHeader == 0x00 ? targets.compactMap { environment.state.session($0)?.shutDown() } : []
@@ -105,6 +111,8 @@ struct HeldAnswer {
     enum Kind {
         /// A thread list's (`ProcessListIDs`), whose ids become the proxy's.
         case processList
+        /// A `SHOW STATUS`'s to a compressed client hop (`SessionStatus`), whose `Compression` row becomes ON.
+        case sessionStatus
         /// A KILL's that ends these proxy sessions' connections: a server shuts the killed connection
         /// down before it answers, so a client that goes on to use it finds it closed (and reconnects).
         case kill([UInt32])
@@ -120,7 +128,7 @@ struct HeldAnswer {
 
     /// The first payload byte of the last whole packet held (0x00 for an OK, 0xFF for an ERR).
     var lastPacketHeader: UInt8? {
-        guard let last = ProcessListIDs.packets(bytes)?.last else { return nil }
+        guard let last = TextResultSet.packets(bytes)?.last else { return nil }
         return last.payload.getInteger(at: last.payload.readerIndex, as: UInt8.self)
     }
 }

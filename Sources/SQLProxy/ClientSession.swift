@@ -559,6 +559,8 @@ final class ClientSession: ChannelInboundHandler {
             heldAnswer = HeldAnswer(kind: .kill(killedSessions))
         } else if command == .query, relay.isIdle, ProcessListIDs.listsThreads(packet.payload) {
             heldAnswer = HeldAnswer(kind: .processList)
+        } else if command == .query, relay.isIdle, compression != nil, SessionStatus.listsStatus(packet.payload) {
+            heldAnswer = HeldAnswer(kind: .sessionStatus)
         }
         killedSessions = []
         relay.sent(command, payload: packet.payload, capabilities: backend.session?.capabilities ?? [])

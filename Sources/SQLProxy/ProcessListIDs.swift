@@ -48,100 +48,21 @@ enum ProcessListIDs {
     /// the columns that hold thread ids; nil when nothing changes or the answer is not a text result set (an
     /// ERR, an OK, bytes that are not whole packets), which then passes unchanged.
     static func rewrite(_ answer: ByteBuffer, deprecateEOF: Bool, proxyID: (UInt64) -> UInt32?) -> ByteBuffer? {
-        guard let packets = Self.packets(answer), var count = packets.first?.payload,
-            let columns = count.readLengthEncodedInteger(), columns > 0, columns < 4_096,
-            packets.count > Int(columns) + 1
-        else { return nil }
-        let definitions = packets[1...Int(columns)].map { ColumnOrigin($0.payload) }
-        var idColumns = Set(definitions.indices.filter { definitions[$0]?.isProcessListID == true })
-        // SHOW PROCESSLIST's columns come from no table: its first is named `Id`.
-        if idColumns.isEmpty, definitions.first??.name.lowercased() == "id", definitions.first??.table == "" {
-            idColumns = [0]
-        }
-        guard !idColumns.isEmpty else { return nil }
-        var changed = false
-        let firstRow = 1 + Int(columns) + (deprecateEOF ? 0 : 1)
-        var output = ByteBuffer()
-        output.reserveCapacity(answer.readableBytes + 64)
-        for (index, packet) in packets.enumerated() {
-            var payload = packet.payload
-            if index >= firstRow, let header = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
-                header != 0xFE, header != 0xFF,
-                let mapped = mappedRow(payload, columns: Int(columns), ids: idColumns, proxyID)
-            {
-                payload = mapped
-                changed = true
+        TextResultSet.mapRows(answer, deprecateEOF: deprecateEOF) { definitions -> (columns: Int, ids: Set<Int>)? in
+            var ids = Set(definitions.indices.filter { definitions[$0]?.isProcessListID == true })
+            // SHOW PROCESSLIST's columns come from no table: its first is named `Id`.
+            if ids.isEmpty, definitions.first??.name.lowercased() == "id", definitions.first??.table == "" {
+                ids = [0]
             }
-            MySQLPacketEncoder.write(MySQLPacket(sequenceID: packet.sequenceID, payload: payload), into: &output)
-        }
-        return changed ? output : nil
-    }
-
-    /// The whole packets of `bytes`, continuation chunks joined; nil unless they end on a packet boundary.
-    static func packets(_ bytes: ByteBuffer) -> [MySQLPacket]? {
-        var input = bytes
-        var decoder = MySQLPacketDecoder(maxPayloadSize: Int.max)
-        var packets: [MySQLPacket] = []
-        while let packet = try? decoder.decode(buffer: &input) { packets.append(packet) }
-        return input.readableBytes == 0 ? packets : nil
-    }
-
-    /// Where a result column comes from (protocol 4.1 column definition).
-    struct ColumnOrigin {
-        var schema: String
-        var table: String
-        var originalTable: String
-        var name: String
-        var originalName: String
-
-        init?(_ definition: ByteBuffer) {
-            var definition = definition
-            var fields: [String] = []
-            for _ in 0..<6 {  // catalog, schema, table, original table, name, original name
-                guard let length = definition.readLengthEncodedInteger(), length < 1_024,
-                    let field = definition.readString(length: Int(length))
+            return ids.isEmpty ? nil : (definitions.count, ids)
+        } mapRow: { plan, row in
+            TextResultSet.mapFields(row, columns: plan.columns) { column, field in
+                guard plan.ids.contains(column), field.readableBytes <= 20,
+                    let text = field.getString(at: field.readerIndex, length: field.readableBytes),
+                    let thread = UInt64(text), let id = proxyID(thread)
                 else { return nil }
-                fields.append(field)
-            }
-            (schema, table, originalTable, name, originalName) = (fields[1], fields[2], fields[3], fields[4], fields[5])
-        }
-
-        /// `information_schema.PROCESSLIST.ID`, under whatever alias.
-        var isProcessListID: Bool {
-            schema.lowercased() == "information_schema" && originalTable.uppercased() == "PROCESSLIST"
-                && originalName.uppercased() == "ID"
-        }
-    }
-
-    /// A text row with the thread ids in `ids` (column indexes) that `proxyID` maps replaced; nil when none is.
-    private static func mappedRow(
-        _ row: ByteBuffer, columns: Int, ids: Set<Int>, _ proxyID: (UInt64) -> UInt32?
-    ) -> ByteBuffer? {
-        var rest = row
-        var mapped = ByteBuffer()
-        mapped.reserveCapacity(row.readableBytes + 4)
-        var changed = false
-        for column in 0..<columns {
-            if rest.getInteger(at: rest.readerIndex, as: UInt8.self) == 0xFB {  // NULL
-                rest.moveReaderIndex(forwardBy: 1)
-                mapped.writeInteger(UInt8(0xFB))
-                continue
-            }
-            guard let length = rest.readLengthEncodedInteger(), let field = rest.readSlice(length: Int(length)) else {
-                return nil
-            }
-            if ids.contains(column), length <= 20,
-                let thread = field.getString(at: field.readerIndex, length: field.readableBytes).flatMap(UInt64.init),
-                let id = proxyID(thread)
-            {
-                mapped.writeLengthEncodedString(String(id))
-                changed = true
-            } else {
-                mapped.writeLengthEncodedInteger(length)
-                mapped.writeImmutableBuffer(field)
+                return String(id)
             }
         }
-        guard rest.readableBytes == 0 else { return nil }
-        return changed ? mapped : nil
     }
 }
