@@ -9,12 +9,15 @@ extension MariaDBConnection {
         // One round trip: the settings ride along on every row (with no accounts, nothing needs them).
         let result = try await query(
             "SELECT User AS user, Host AS host, plugin, authentication_string, ssl_type, "
+                + "x509_issuer <> '' OR x509_subject <> '' AS names_certificate, "
                 + "@@skip_name_resolve AS skip, @@require_secure_transport AS secure FROM mysql.user")
         let accounts = result.rows.map { row in
-            Account(
+            let tls = row["ssl_type"] ?? ""
+            return Account(
                 user: row["user"] ?? "", host: row["host"] ?? "", plugin: row["plugin"] ?? "",
                 authenticationString: row["authentication_string"] ?? "",
-                requiresTLS: !(row["ssl_type"] ?? "").isEmpty || row["secure"] == "1")
+                requiresTLS: !tls.isEmpty || row["secure"] == "1",
+                requiresCertificate: tls == "X509" || (tls == "SPECIFIED" && row["names_certificate"] == "1"))
         }
         return AccountTable(accounts: accounts, resolvesNames: result.rows.first?["skip"] == "0")
     }

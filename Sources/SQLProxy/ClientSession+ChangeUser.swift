@@ -198,7 +198,7 @@ extension ClientSession {
         let tls = isTLS(context)
         let networks = environment.settings.userNetworks[username]
         @Sendable func check(_ account: Account?) -> Verdict {
-            guard let account, !(account.requiresTLS && !tls) else { return verify(nil) }
+            guard let account, Self.loginRefusal(account, tls: tls) == nil else { return verify(nil) }
             return verify(Self.credential(account))
         }
         return context.eventLoop.makeFutureWithTask {

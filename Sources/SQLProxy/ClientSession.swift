@@ -362,7 +362,8 @@ final class ClientSession: ChannelInboundHandler {
         }
         lookup.assumeIsolated().whenSuccess { [weak self] account in
             guard let self, case .handshake(var machine) = self.phase else { return }
-            if let account, account.plugin == MariaDBEd25519.serverPluginName, !(account.requiresTLS && !tls),
+            if let account, account.plugin == MariaDBEd25519.serverPluginName,
+                Self.loginRefusal(account, tls: tls) == nil,
                 machine.answeredPlugin != MariaDBEd25519().name, let response = machine.pendingResponse
             {
                 // The proxy cannot sign for the user: the server's own challenge goes to the client, whose
@@ -377,11 +378,11 @@ final class ClientSession: ChannelInboundHandler {
                 return
             }
             var credential = account.flatMap(Self.credential)
-            if let account, account.requiresTLS && !tls {
-                self.logger.notice("login refused: the account requires TLS", metadata: ["user": "\(username)"])
+            if let account, let refusal = Self.loginRefusal(account, tls: tls) {
+                self.logger.notice("login refused: \(refusal)", metadata: ["user": "\(username)"])
                 credential = nil
             }
-            if let account, credential == nil, !account.requiresTLS {
+            if let account, credential == nil, Self.loginRefusal(account, tls: tls) == nil {
                 self.logger.notice(
                     "login refused: the account's auth plugin is not supported by the proxy",
                     metadata: ["user": "\(username)", "plugin": "\(account.plugin)"])
@@ -570,6 +571,16 @@ final class ClientSession: ChannelInboundHandler {
             send(packet, to: backend)
         }
         return true
+    }
+
+    /// Why `account` may not log in on a session (over TLS or not) whatever the password: the server's rules
+    /// that the proxy applies itself. Nil when it may.
+    static func loginRefusal(_ account: Account, tls: Bool) -> String? {
+        if account.requiresCertificate {
+            return "the account requires a client certificate (REQUIRE X509, SUBJECT or ISSUER), "
+                + "which the proxy does not accept"
+        }
+        return account.requiresTLS && !tls ? "the account requires TLS" : nil
     }
 
     /// The backend thread of the proxy session `id`, for KILL (of its `connection`, or of its statement);

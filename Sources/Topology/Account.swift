@@ -9,13 +9,20 @@ public struct Account: Hashable, Sendable {
     public var authenticationString: String
     /// `REQUIRE SSL` (or X509, or a specific subject/issuer/cipher): the login must come over TLS.
     public var requiresTLS: Bool
+    /// `REQUIRE X509`, `SUBJECT` or `ISSUER`: the client must present a certificate (which the proxy does
+    /// not check, so it refuses such logins).
+    public var requiresCertificate: Bool
 
-    public init(user: String, host: String, plugin: String, authenticationString: String, requiresTLS: Bool = false) {
+    public init(
+        user: String, host: String, plugin: String, authenticationString: String, requiresTLS: Bool = false,
+        requiresCertificate: Bool = false
+    ) {
         self.user = user
         self.host = host
         self.plugin = plugin
         self.authenticationString = authenticationString
-        self.requiresTLS = requiresTLS
+        self.requiresTLS = requiresTLS || requiresCertificate
+        self.requiresCertificate = requiresCertificate
     }
 }
 

@@ -17,6 +17,25 @@ import Topology
         }
     }
 
+    @Test("Accounts that need TLS are refused without it; those that need a client certificate always")
+    func loginRefusals() {
+        func account(tls: Bool = false, certificate: Bool = false) -> Account {
+            Account(
+                user: "u", host: "%", plugin: "mysql_native_password", authenticationString: "",
+                requiresTLS: tls, requiresCertificate: certificate)
+        }
+        #expect(ClientSession.loginRefusal(account(), tls: false) == nil)
+        #expect(ClientSession.loginRefusal(account(tls: true), tls: false) == "the account requires TLS")
+        #expect(ClientSession.loginRefusal(account(tls: true), tls: true) == nil)
+        // REQUIRE X509 implies REQUIRE SSL.
+        #expect(account(certificate: true).requiresTLS)
+        for tls in [false, true] {
+            #expect(
+                ClientSession.loginRefusal(account(certificate: true), tls: tls)?.contains("client certificate")
+                    == true)
+        }
+    }
+
     @Test("A refresh after a change always sees the change, even right after another read")
     func freshAfterChange() async {
         let source = Source()
