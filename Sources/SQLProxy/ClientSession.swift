@@ -726,6 +726,12 @@ final class ClientSession: ChannelInboundHandler {
             self.backend = nil
             backend.handler.detachFromSession(channel: backend.channel, quit: quit)
         }
+        if let descriptor = fast.clientDescriptor {
+            // The client's connection ends now, before the session leaves the registry, even while the fast
+            // relay still holds the duplicate: a KILL's OK, which waits only for sessions still registered,
+            // must not reach the killer before the killed client can see its connection closed.
+            _ = Glibc.shutdown(descriptor, Int32(SHUT_RDWR))
+        }
         if registered {
             registered = false
             environment.state.unregister(connectionID)
