@@ -14,21 +14,10 @@ enum ProcessListIDs {
     /// Whether a COM_QUERY payload (command byte first) lists threads: one `SHOW [FULL] PROCESSLIST`, or one
     /// statement that names a `PROCESSLIST` table.
     static func listsThreads(_ payload: ByteBuffer) -> Bool {
-        // (Asked of every query the fast relay carries: a scan without allocating comes first.)
-        guard payload.readableBytes > 1, payload.readableBytes < maximumStatement,
-            payload.withUnsafeReadableBytes({ SQLRewriter.containsIgnoringCase($0, "processlist") }),
-            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1)
-        else { return false }
-        var tokens = SQLRewriter.tokenize(text)
-        if let last = tokens.last, last.kind == .symbol, text[last.range.lowerBound] == UInt8(ascii: ";") {
-            tokens.removeLast()
-        }
         // (`SHOW [FULL] PROCESSLIST` names it too.)
-        return SQLRewriter.statementStarts(tokens, text).count == 1 && namesProcessListTable(tokens, text)
+        guard let (tokens, text) = SQLRewriter.singleStatement(payload, mentioning: "processlist") else { return false }
+        return namesProcessListTable(tokens, text)
     }
-
-    /// Statements longer than this are not looked at.
-    static let maximumStatement = 4_096
 
     /// Whether the tokens name a table `PROCESSLIST` (bare or quoted, in any schema: the server decides which).
     static func namesProcessListTable(_ tokens: [SQLLexer.Token], _ text: [UInt8]) -> Bool {

@@ -308,6 +308,24 @@ package enum SQLRewriter {
         }
     }
 
+    /// The tokens and text of a COM_QUERY payload (command byte first) that is one statement (a trailing `;`
+    /// dropped) and mentions `word` (lower case ASCII) anywhere, ignoring case; nil otherwise, or when it is
+    /// longer than `maximumLength`. (The sessions ask this of many queries: the scan for `word`, which
+    /// allocates nothing, comes first.)
+    static func singleStatement(
+        _ payload: ByteBuffer, mentioning word: StaticString, maximumLength: Int = 4_096
+    ) -> (tokens: [Token], text: [UInt8])? {
+        guard payload.readableBytes > 1, payload.readableBytes < maximumLength,
+            payload.withUnsafeReadableBytes({ containsIgnoringCase($0, word) }),
+            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1)
+        else { return nil }
+        var tokens = tokenize(text)
+        if let last = tokens.last, last.kind == .symbol, text[last.range.lowerBound] == UInt8(ascii: ";") {
+            tokens.removeLast()
+        }
+        return statementStarts(tokens, text).count == 1 ? (tokens, text) : nil
+    }
+
     static func tokenize(_ text: [UInt8]) -> [Token] {
         text.withUnsafeBytes { raw in
             var tokens: [Token] = []

@@ -7,21 +7,10 @@ import NIOCore
 /// is not in use. For a compressed client hop the proxy shows `ON` in that row, as a server would to that
 /// client. (Other ways of reading it, `information_schema.SESSION_STATUS` and the like, show the server hop's.)
 enum SessionStatus {
-    /// Statements longer than this are not looked at.
-    static let maximumStatement = 4_096
-
     /// Whether a COM_QUERY payload (command byte first) is one `SHOW [SESSION | LOCAL] STATUS` statement (with
     /// or without `LIKE` or `WHERE`; not `GLOBAL`, which has no `Compression` row).
     static func listsStatus(_ payload: ByteBuffer) -> Bool {
-        guard payload.readableBytes > 1, payload.readableBytes < maximumStatement,
-            payload.withUnsafeReadableBytes({ SQLRewriter.containsIgnoringCase($0, "status") }),
-            let text = payload.getBytes(at: payload.readerIndex + 1, length: payload.readableBytes - 1)
-        else { return false }
-        var tokens = SQLRewriter.tokenize(text)
-        if let last = tokens.last, last.kind == .symbol, text[last.range.lowerBound] == UInt8(ascii: ";") {
-            tokens.removeLast()
-        }
-        guard SQLRewriter.statementStarts(tokens, text).count == 1 else { return false }
+        guard let (tokens, text) = SQLRewriter.singleStatement(payload, mentioning: "status") else { return false }
         var words = tokens.prefix(3).lazy.filter { $0.kind == .word }.map { text[$0.range] }.makeIterator()
         guard let show = words.next(), SQLLexer.equalsIgnoringCase(show, "show"), var word = words.next() else {
             return false

@@ -46,22 +46,26 @@ struct ProcessListIDsTests {
         return row
     }
 
+    /// A text result set as MariaDB sends it (packets numbered from 1): the column count, `columns`, an EOF
+    /// unless `deprecateEOF`, `rows`, and the closing EOF (an OK with the 0xFE header with `deprecateEOF`).
+    static func resultSet(columns: [ByteBuffer], rows: [[String?]], deprecateEOF: Bool) -> ByteBuffer {
+        var count = ByteBuffer()
+        count.writeLengthEncodedInteger(UInt64(columns.count))
+        var payloads = [count] + columns
+        if !deprecateEOF { payloads.append(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0])) }
+        payloads += rows.map(row)
+        payloads.append(ByteBuffer(bytes: deprecateEOF ? [0xFE, 0, 0, 0x02, 0, 0, 0] : [0xFE, 0, 0, 0x02, 0]))
+        var out = ByteBuffer()
+        for (index, payload) in payloads.enumerated() { packet(UInt8(index + 1), payload, into: &out) }
+        return out
+    }
+
     /// An answer as MariaDB sends it: Id, User, Info; three rows; EOFs unless `deprecateEOF`.
     static func answer(firstColumn: String = "Id", ids: [String], deprecateEOF: Bool) -> ByteBuffer {
-        var out = ByteBuffer()
-        var sequence: UInt8 = 1
-        func next(_ payload: ByteBuffer) {
-            packet(sequence, payload, into: &out)
-            sequence += 1
-        }
-        var count = ByteBuffer()
-        count.writeLengthEncodedInteger(3)
-        next(count)
-        for name in [firstColumn, "User", "Info"] { next(column(name)) }
-        if !deprecateEOF { next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0])) }
-        for (index, id) in ids.enumerated() { next(row([id, "app", index == 0 ? "SHOW PROCESSLIST" : nil])) }
-        next(ByteBuffer(bytes: deprecateEOF ? [0xFE, 0, 0, 0x02, 0, 0, 0] : [0xFE, 0, 0, 0x02, 0]))
-        return out
+        resultSet(
+            columns: [firstColumn, "User", "Info"].map { column($0) },
+            rows: ids.enumerated().map { index, id in [id, "app", index == 0 ? "SHOW PROCESSLIST" : nil] },
+            deprecateEOF: deprecateEOF)
     }
 
     @Test(
@@ -96,22 +100,12 @@ struct ProcessListIDsTests {
     @Test("in a query on information_schema.PROCESSLIST, every column that is its ID is mapped, under any alias")
     func informationSchema() throws {
         func answer(_ rows: [[String?]]) -> ByteBuffer {
-            var out = ByteBuffer()
-            var sequence: UInt8 = 1
-            func next(_ payload: ByteBuffer) {
-                Self.packet(sequence, payload, into: &out)
-                sequence += 1
-            }
-            var count = ByteBuffer()
-            count.writeLengthEncodedInteger(3)
-            next(count)
-            next(Self.column("USER", origin: ("information_schema", "p", "PROCESSLIST", "USER")))
-            next(Self.column("thread", origin: ("information_schema", "p", "PROCESSLIST", "ID")))
-            next(Self.column("Id", origin: ("appdb", "t", "t", "id")))  // another table's id column
-            next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0]))
-            for row in rows { next(Self.row(row)) }
-            next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0]))
-            return out
+            Self.resultSet(
+                columns: [
+                    Self.column("USER", origin: ("information_schema", "p", "PROCESSLIST", "USER")),
+                    Self.column("thread", origin: ("information_schema", "p", "PROCESSLIST", "ID")),
+                    Self.column("Id", origin: ("appdb", "t", "t", "id")),  // another table's id column
+                ], rows: rows, deprecateEOF: false)
         }
         let original = answer([[nil, "1234", "1234"], ["app", "77", nil], ["system user", "5", "5"]])
         let proxyIDs: [UInt64: UInt32] = [1234: 3, 77: 100_000]

@@ -21,22 +21,10 @@ struct SessionStatusTests {
 
     /// A `SHOW STATUS` answer as MariaDB sends it: Variable_name, Value; EOFs unless `deprecateEOF`.
     static func answer(_ rows: [(String, String)], deprecateEOF: Bool) -> ByteBuffer {
-        var out = ByteBuffer()
-        var sequence: UInt8 = 1
-        func next(_ payload: ByteBuffer) {
-            ProcessListIDsTests.packet(sequence, payload, into: &out)
-            sequence += 1
-        }
-        var count = ByteBuffer()
-        count.writeLengthEncodedInteger(2)
-        next(count)
-        for name in ["Variable_name", "Value"] {
-            next(ProcessListIDsTests.column(name, origin: ("information_schema", "SESSION_STATUS", "", "")))
-        }
-        if !deprecateEOF { next(ByteBuffer(bytes: [0xFE, 0, 0, 0x02, 0])) }
-        for (name, value) in rows { next(ProcessListIDsTests.row([name, value])) }
-        next(ByteBuffer(bytes: deprecateEOF ? [0xFE, 0, 0, 0x02, 0, 0, 0] : [0xFE, 0, 0, 0x02, 0]))
-        return out
+        ProcessListIDsTests.resultSet(
+            columns: ["Variable_name", "Value"].map {
+                ProcessListIDsTests.column($0, origin: ("information_schema", "SESSION_STATUS", "", ""))
+            }, rows: rows.map { [$0.0, $0.1] }, deprecateEOF: deprecateEOF)
     }
 
     @Test("a compressed client hop sees Compression ON; every other row is the server's", arguments: [false, true])
