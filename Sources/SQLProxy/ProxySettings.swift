@@ -17,15 +17,17 @@ public struct ProxySettings: Sendable {
     public var tlsFastPath = true
     /// After login, quiet sessions' everyday commands are relayed by `FastRelay`, outside NIO's pipeline.
     public var fastRelay = true
-    /// Event-loop threads; each session (client and server connection) lives on one of them. Half the
-    /// cores by default: the kernel's TCP work for the proxy's sockets needs the rest (measured on 2
-    /// cores shared with the database: 1 thread costs 25% less CPU per query than 2).
-    public var threads = max(1, System.coreCount / 2)
+    /// Event-loop threads, and as many fast-relay threads; each session (client and server connection) lives
+    /// on one of them. One per core by default: with fewer, a single relay thread is the queue every answer
+    /// waits in (ten paired rounds on 2 cores: read-only transactions from 4 clients at 0.97 of HAProxy's tps
+    /// with 2 threads, 0.77 with 1 busy-polling thread; runbooks/proxy.md, "Threads and CPU").
+    public var threads = max(1, System.coreCount)
     /// While a server owes one of its sessions an answer, a fast-relay thread that has dealt with its events
     /// keeps looking for more this long, yielding the CPU between looks, before it sleeps: an answer that
     /// comes back within it skips a wake-up, which on a busy machine costs the answer a wait for a CPU.
-    /// Costs CPU time nothing else wanted (runbooks/proxy.md, "Busy polling"); zero turns it off.
-    public var relayBusyPoll: Duration = .microseconds(50)
+    /// Costs CPU time nothing else wanted (runbooks/proxy.md, "Busy polling"). Off (zero) by default: with a
+    /// relay thread per core, both cores spinning took CPU the database needed.
+    public var relayBusyPoll: Duration = .zero
     public var maxConnections = 1_000
     /// A client that has not finished logging in by then is disconnected.
     public var handshakeTimeout: Duration = .seconds(10)

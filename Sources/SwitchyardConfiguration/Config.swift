@@ -125,7 +125,7 @@ extension Config {
         /// After login, relay sessions' everyday commands with Switchyard's own event loop instead of
         /// SwiftNIO's channel pipeline (less CPU per statement); false keeps every session on SwiftNIO.
         public var fastRelay = true
-        /// Event-loop threads for client and server connections; nil: half the machine's cores (at least 1).
+        /// Event-loop threads for client and server connections; nil: one per core.
         public var threads: Int?
         /// How long a fast-relay thread keeps looking for events before it sleeps; nil: the proxy's default.
         public var relayBusyPoll: Duration?
