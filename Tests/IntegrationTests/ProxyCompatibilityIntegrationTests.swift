@@ -281,11 +281,9 @@ struct ProxyCompatibilityIntegrationTests {
                 print("SQLAlchemy's tests through the proxy: \(proxied.summary)")
                 // Measured here: 3,810 passed and 127 skipped, directly and through the proxy.
                 #expect(proxied.passed >= 3_700, "\(proxied.summary)")
-                guard !proxied.failed.isEmpty else { return }
-                // The tests that failed through the proxy, directly: each that passes there is a proxy bug.
-                let direct = try await run(proxied.failed, port: cluster.instance("s1").port)
-                let proxyOnly = proxied.failed.filter { !direct.failed.contains($0) }
-                #expect(proxyOnly.isEmpty, "failed only through the proxy: \(proxyOnly) (\(proxied.summary))")
+                try await Self.expectFailuresAlsoDirect(proxied) {
+                    try await run($0, port: cluster.instance("s1").port)
+                }
             }
         }
     }
@@ -323,6 +321,17 @@ struct ProxyCompatibilityIntegrationTests {
         return PytestOutcome(failed: failed, summary: summary)
     }
 
+    /// Runs the tests that failed through the proxy again directly (`direct`): each that passes there is a
+    /// proxy bug, and fails the test.
+    static func expectFailuresAlsoDirect(
+        _ proxied: PytestOutcome, direct: ([String]) async throws -> PytestOutcome
+    ) async throws {
+        guard !proxied.failed.isEmpty else { return }
+        let directly = try await direct(proxied.failed)
+        let proxyOnly = proxied.failed.filter { !directly.failed.contains($0) }
+        #expect(proxyOnly.isEmpty, "failed only through the proxy: \(proxyOnly) (\(proxied.summary))")
+    }
+
     /// PyMySQL's own test suite (version 0.9.3, the last source release on PyPI that ships it: about 170
     /// tests of the protocol, cursors, conversions, LOCAL INFILE, KILL and its GitHub issues), against its own
     /// code, through the proxy; a test that fails there runs again directly, and fails this test if it passes
@@ -352,10 +361,9 @@ struct ProxyCompatibilityIntegrationTests {
                 print("PyMySQL's tests through the proxy: \(proxied.summary)")
                 // Measured here: 154 passed, 14 skipped and 3 failed through the proxy; the 3 fail directly too.
                 #expect(proxied.passed >= 145, "\(proxied.summary)")
-                guard !proxied.failed.isEmpty else { return }
-                let direct = try await run(proxied.failed, port: cluster.instance("s1").port)
-                let proxyOnly = proxied.failed.filter { !direct.failed.contains($0) }
-                #expect(proxyOnly.isEmpty, "failed only through the proxy: \(proxyOnly) (\(proxied.summary))")
+                try await Self.expectFailuresAlsoDirect(proxied) {
+                    try await run($0, port: cluster.instance("s1").port)
+                }
             }
         }
     }
