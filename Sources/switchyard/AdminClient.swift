@@ -69,18 +69,29 @@ struct AdminClient {
             return try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
                 group.addTask {
                     try await channel.executeThenClose { inbound, outbound in
-                        try await outbound.write(.head(request))
-                        try await outbound.write(.end(nil))
+                        // The request goes in one write. A server may answer and close before the write
+                        // completes (the write then fails); its whole answer still counts.
+                        var writeFailure: (any Error)?
+                        do {
+                            try await outbound.write(contentsOf: [.head(request), .end(nil)])
+                        } catch {
+                            writeFailure = error
+                        }
                         var status = 0
                         var body: [UInt8] = []
-                        for try await part in inbound {
-                            switch part {
-                            case .head(let head): status = Int(head.status.code)
-                            case .body(let buffer): body.append(contentsOf: buffer.readableBytesView)
-                            case .end: return (status, body)
+                        var readFailure: (any Error)?
+                        do {
+                            for try await part in inbound {
+                                switch part {
+                                case .head(let head): status = Int(head.status.code)
+                                case .body(let buffer): body.append(contentsOf: buffer.readableBytesView)
+                                case .end: return (status, body)
+                                }
                             }
+                        } catch {
+                            readFailure = error
                         }
-                        return (status, body)
+                        throw AnswerCutShort(gotHead: status != 0, cause: readFailure ?? writeFailure)
                     }
                 }
                 group.addTask {
@@ -95,10 +106,24 @@ struct AdminClient {
             }
         } catch let error as CLIError {
             throw error
+        } catch let error as AnswerCutShort {
+            throw CLIError(
+                description: "the admin API at \(base) closed the connection \(error)",
+                exitCode: ExitStatus.adminUnreachable)
         } catch {
             throw CLIError(
                 description: "the admin API at \(base) closed the connection: \(error)",
                 exitCode: ExitStatus.adminUnreachable)
         }
+    }
+}
+
+/// The admin API closed the connection before the end of its answer.
+private struct AnswerCutShort: Error, CustomStringConvertible {
+    var gotHead: Bool
+    /// The read's or the write's error, if either failed.
+    var cause: (any Error)?
+    var description: String {
+        (gotHead ? "in the middle of its answer" : "before answering") + (cause.map { " (\($0))" } ?? "")
     }
 }

@@ -116,6 +116,35 @@ extension IntegrationTests {
         }
     }
 
+    @Test(
+        "the CLI reads an answer the admin API sends and closes on as soon as the request's head is in; a cut-short answer exits 3 naming it"
+    )
+    func cliAnswerBeforeClose() async throws {
+        let body = #"{"window_seconds":60,"replicas":[{"name":"r9","samples":0,"recent":[]}]}"#
+        let whole = try EagerHTTPServer(
+            answer: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+                + "Connection: close\r\n\r\n\(body)")
+        defer { whole.stop() }
+        // The server's answer and its close race the CLI's request: every try must read the answer.
+        for _ in 0..<20 {
+            let lag = try await runCLI(["lag", "--json", "--admin", "http://127.0.0.1:\(whole.port)"])
+            #expect(lag.status == 0, "\(lag.stderr)")
+            #expect(lag.stdout.contains(#""r9""#), "\(lag.stdout)")
+        }
+
+        let headOnly = try EagerHTTPServer(answer: "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{")
+        defer { headOnly.stop() }
+        let cut = try await runCLI(["status", "--admin", "http://127.0.0.1:\(headOnly.port)"])
+        #expect(cut.status == 3)
+        #expect(cut.stderr.contains("closed the connection in the middle of its answer"), "\(cut.stderr)")
+
+        let silent = try EagerHTTPServer(answer: "")
+        defer { silent.stop() }
+        let none = try await runCLI(["status", "--admin", "http://127.0.0.1:\(silent.port)"])
+        #expect(none.status == 3)
+        #expect(none.stderr.contains("closed the connection before answering"), "\(none.stderr)")
+    }
+
     @Test("`config check` names every bad key and exits 1; usage errors exit 2")
     func configCheck() async throws {
         let directory = NSTemporaryDirectory() + "switchyard-config-\(UInt32.random(in: 0...UInt32.max))"
