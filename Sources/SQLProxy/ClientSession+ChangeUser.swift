@@ -196,9 +196,12 @@ extension ClientSession {
         let accounts = environment.accounts
         let address = clientAddress
         let tls = isTLS(context)
+        let certificates = self.certificates
         let networks = environment.settings.userNetworks[username]
         @Sendable func check(_ account: Account?) -> Verdict {
-            guard let account, Self.loginRefusal(account, tls: tls) == nil else { return verify(nil) }
+            guard let account, Self.loginRefusal(account, tls: tls, certificates: certificates) == nil else {
+                return verify(nil)
+            }
             return verify(Self.credential(account))
         }
         return context.eventLoop.makeFutureWithTask {

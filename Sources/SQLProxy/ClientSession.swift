@@ -34,6 +34,8 @@ final class ClientSession: ChannelInboundHandler {
         var backendConnector: BackendConnector? = nil
         /// Carries quiet sessions' everyday commands outside NIO; nil: NIO carries everything.
         var fastRelay: FastRelay? = nil
+        /// The names of the certificate the proxy shows the servers (`tls.cert_file`), if any.
+        var proxyCertificate: CertificateNames? = nil
     }
 
     enum Phase {
@@ -62,6 +64,8 @@ final class ClientSession: ChannelInboundHandler {
     var phase: Phase = .closed
     var connectionID: UInt32 = 0
     var clientAddress = "unknown"
+    /// The certificate the client presented in its TLS handshake (verified against the client CA).
+    var clientCertificate: CertificateNames?
     var login: ServerHandshakeStateMachine.Login?
     var backend: Backend?
     var context: ChannelHandlerContext?
@@ -323,6 +327,7 @@ final class ClientSession: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event, case .handshake(var machine) = phase {
+            noteClientCertificate(context: context)
             let action = machine.tlsEstablished()
             phase = .handshake(machine)
             perform(action)
@@ -363,7 +368,7 @@ final class ClientSession: ChannelInboundHandler {
         lookup.assumeIsolated().whenSuccess { [weak self] account in
             guard let self, case .handshake(var machine) = self.phase else { return }
             if let account, account.plugin == MariaDBEd25519.serverPluginName,
-                Self.loginRefusal(account, tls: tls) == nil,
+                Self.loginRefusal(account, tls: tls, certificates: certificates) == nil,
                 machine.answeredPlugin != MariaDBEd25519().name, let response = machine.pendingResponse
             {
                 // The proxy cannot sign for the user: the server's own challenge goes to the client, whose
@@ -378,11 +383,11 @@ final class ClientSession: ChannelInboundHandler {
                 return
             }
             var credential = account.flatMap(Self.credential)
-            if let account, let refusal = Self.loginRefusal(account, tls: tls) {
+            if let account, let refusal = Self.loginRefusal(account, tls: tls, certificates: certificates) {
                 self.logger.notice("login refused: \(refusal)", metadata: ["user": "\(username)"])
                 credential = nil
             }
-            if let account, credential == nil, Self.loginRefusal(account, tls: tls) == nil {
+            if let account, credential == nil, Self.loginRefusal(account, tls: tls, certificates: certificates) == nil {
                 self.logger.notice(
                     "login refused: the account's auth plugin is not supported by the proxy",
                     metadata: ["user": "\(username)", "plugin": "\(account.plugin)"])

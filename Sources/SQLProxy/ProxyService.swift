@@ -22,6 +22,8 @@ public final class ProxyService: Service, Sendable {
     private let accountRefreshInterval: Duration
     private let serverTLS: ServerTLSContext?
     private let backendTLS: NIOSSLContext?
+    /// The names of the certificate the proxy shows the servers.
+    private let proxyCertificate: CertificateNames?
     /// Handshake secrets for the TLS fast path; nil when `tls_fast_path` is off.
     private let tlsSecrets: TLSSecretLog?
     private let logger: Logger
@@ -64,15 +66,32 @@ public final class ProxyService: Service, Sendable {
         self.tlsSecrets = tlsSecrets
         do {
             serverTLS = try settings.serverTLS.map {
-                try ServerTLSContext(files: $0, logger: logger, keyLog: tlsSecrets?.keyLogCallback)
+                try ServerTLSContext(
+                    files: $0, clientCAFile: settings.clientCAFile, logger: logger,
+                    keyLog: tlsSecrets?.keyLogCallback)
             }
         } catch {
-            throw StartupError(description: "proxy.tls: cannot load the certificate or key: \(error)")
+            throw StartupError(
+                description: "proxy.tls: cannot load the certificate, key or client CA: \(error)")
+        }
+        if settings.clientCAFile != nil && serverTLS == nil {
+            throw StartupError(description: "proxy.tls.client_ca_file needs proxy.tls.cert_file and key_file")
         }
         do {
-            backendTLS = try makeBackendTLSContext(settings.backendTLS, keyLog: tlsSecrets?.keyLogCallback)
+            backendTLS = try makeBackendTLSContext(
+                settings.backendTLS, certificate: settings.backendCertificate, keyLog: tlsSecrets?.keyLogCallback)
         } catch {
-            throw StartupError(description: "proxy.backend_tls: cannot load the CA: \(error)")
+            throw StartupError(
+                description:
+                    "proxy.backend_tls: cannot load the CA or the proxy's certificate (tls.cert_file): \(error)"
+            )
+        }
+        do {
+            proxyCertificate = try settings.backendCertificate.map {
+                try certificateNames(ofPEMFile: $0.certificateFile)
+            }
+        } catch {
+            throw StartupError(description: "tls.cert_file: cannot read the certificate's names: \(error)")
         }
         if settings.requireTLS && serverTLS == nil {
             throw StartupError(description: "proxy.require_tls needs proxy.tls.cert_file and proxy.tls.key_file")
@@ -90,6 +109,7 @@ public final class ProxyService: Service, Sendable {
             settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
             tlsSecrets: tlsSecrets, metrics: metrics, logger: logger)
         environment.fastRelay = fastRelay
+        environment.proxyCertificate = backendTLS == nil ? nil : proxyCertificate
         let listener: (descriptor: Int32, port: Int)
         do {
             listener = try Sockets.listen(host: settings.host, port: settings.port, backlog: 1024)

@@ -11,8 +11,15 @@ public struct ProxySettings: Sendable {
     public var requireTLS = false
     /// The proxy's own certificate for clients; nil means TLS is not offered to clients.
     public var serverTLS: CertificateFiles?
+    /// Clients presenting a certificate must have one this CA vouches for; with it set, the proxy asks TLS
+    /// clients for a certificate (optional: accounts that `REQUIRE X509`, `SUBJECT` or `ISSUER` need one).
+    /// Nil: the proxy asks for none, and refuses such accounts.
+    public var clientCAFile: String?
     /// How the proxy talks to the databases.
     public var backendTLS: BackendTLS = .disabled
+    /// The certificate the proxy shows the databases (a TLS client certificate), for accounts that require
+    /// one; nil shows none.
+    public var backendCertificate: CertificateFiles?
     /// After login, each TLS hop switches from NIOSSL to `TLSRecordLayer`'s record handler.
     public var tlsFastPath = true
     /// After login, quiet sessions' everyday commands are relayed by `FastRelay`, outside NIO's pipeline.

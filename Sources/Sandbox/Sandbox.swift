@@ -83,7 +83,7 @@ public struct Sandbox: Sendable {
         try fileManager.createDirectory(atPath: directory + "/secrets", withIntermediateDirectories: true)
         try fileManager.createDirectory(atPath: directory + "/tls", withIntermediateDirectories: true)
 
-        log("creating a CA and server certificate")
+        log("creating a CA, a server certificate and a client certificate")
         let tls = try makeCertificates(directory: directory + "/tls", openssl: tools.openssl)
 
         let secrets = try ["monitor", "heartbeat", "replication", "app", "admin"].reduce(into: [String: String]()) {
@@ -171,7 +171,26 @@ public struct Sandbox: Sendable {
                 "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825", "-out",
                 certificate, "-extfile", extensions,
             ])
+        // A client certificate for people and tests, for accounts that REQUIRE X509 or ISSUER.
+        let clientKey = directory + "/client.key"
+        let clientRequest = directory + "/client.csr"
+        let clientExtensions = directory + "/client.ext"
+        try ChildProcess.run(
+            openssl,
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=Switchyard sandbox client", "-keyout", clientKey,
+                "-out", clientRequest,
+            ])
+        try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+            .write(toFile: clientExtensions, atomically: true, encoding: .utf8)
+        try ChildProcess.run(
+            openssl,
+            [
+                "x509", "-req", "-in", clientRequest, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825",
+                "-out", directory + "/client.pem", "-extfile", clientExtensions,
+            ])
         chmod(key, 0o600)
+        chmod(clientKey, 0o600)
         chmod(caKey, 0o600)
         return TLSFiles(ca: ca, certificate: certificate, key: key)
     }
@@ -355,6 +374,9 @@ public struct Sandbox: Sendable {
             tls:
               mode: verify_identity
               ca_file: \(manifest.caFile)
+              # The certificate Switchyard shows the servers (the proxy too, for accounts that REQUIRE X509).
+              cert_file: \(manifest.certificateFile ?? "")
+              key_file: \(manifest.keyFile ?? "")
             monitor:
               probe_interval: 500ms
               probe_timeout: 400ms
@@ -369,6 +391,7 @@ public struct Sandbox: Sendable {
               tls:
                 cert_file: \(manifest.certificateFile ?? "")
                 key_file: \(manifest.keyFile ?? "")
+                client_ca_file: \(manifest.caFile)
               backend_tls: verify_identity
 
             """

@@ -190,9 +190,11 @@ extension Config {
         if let routing = reader.enumeration(fields["routing"], "proxy.routing", as: Proxy.Routing.self) {
             proxy.routing = routing
         }
-        let tlsFields = reader.mapping(fields["tls"], "proxy.tls", allowed: ["cert_file", "key_file"])
+        let tlsFields = reader.mapping(
+            fields["tls"], "proxy.tls", allowed: ["cert_file", "key_file", "client_ca_file"])
         proxy.certFile = absolute(reader.string(tlsFields["cert_file"], "proxy.tls.cert_file"))
         proxy.keyFile = absolute(reader.string(tlsFields["key_file"], "proxy.tls.key_file"))
+        proxy.clientCAFile = absolute(reader.string(tlsFields["client_ca_file"], "proxy.tls.client_ca_file"))
         if let value = reader.bool(fields["require_tls"], "proxy.require_tls") { proxy.requireTLS = value }
         if let value = reader.bool(fields["tls_fast_path"], "proxy.tls_fast_path") { proxy.tlsFastPath = value }
         if let value = reader.bool(fields["fast_relay"], "proxy.fast_relay") { proxy.fastRelay = value }
@@ -346,6 +348,9 @@ extension Config {
             }
             if proxy.requireTLS && proxy.certFile == nil {
                 reader.fail("proxy.require_tls", "needs proxy.tls.cert_file and proxy.tls.key_file")
+            }
+            if proxy.clientCAFile != nil && proxy.certFile == nil {
+                reader.fail("proxy.tls.client_ca_file", "needs proxy.tls.cert_file and proxy.tls.key_file")
             }
             if proxy.backendTLS == .verifyCA || proxy.backendTLS == .verifyIdentity, tls.caFile == nil {
                 reader.fail(

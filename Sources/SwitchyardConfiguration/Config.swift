@@ -114,6 +114,10 @@ extension Config {
         /// The proxy's certificate and key for clients (TLS via SSLRequest); nil offers no TLS to clients.
         public var certFile: String?
         public var keyFile: String?
+        /// Asks TLS clients for a certificate, which must be signed by this CA; accounts that `REQUIRE X509`,
+        /// `SUBJECT` or `ISSUER` log in through the proxy only with one (the proxy then shows the servers
+        /// the top-level `tls.cert_file`). Nil: no certificate is asked for, and such accounts are refused.
+        public var clientCAFile: String?
         /// Refuse plaintext logins (needs `cert_file`/`key_file`).
         public var requireTLS = false
         /// TLS from the proxy to the databases; `disabled` must be said explicitly. Verifies against

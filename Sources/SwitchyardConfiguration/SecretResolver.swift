@@ -46,7 +46,7 @@ public struct SecretResolver: Sendable {
         for (path, file) in [
             ("tls.ca_file", config.tls.caFile), ("tls.cert_file", config.tls.certFile),
             ("tls.key_file", config.tls.keyFile), ("proxy.tls.cert_file", config.proxy?.certFile),
-            ("proxy.tls.key_file", config.proxy?.keyFile),
+            ("proxy.tls.key_file", config.proxy?.keyFile), ("proxy.tls.client_ca_file", config.proxy?.clientCAFile),
         ] {
             guard let file else { continue }
             if !FileManager.default.isReadableFile(atPath: file) {

@@ -102,6 +102,11 @@ public struct Controller: Sendable {
         if let cert = proxy.certFile, let key = proxy.keyFile {
             settings.serverTLS = .init(certificateFile: cert, keyFile: key)
         }
+        settings.clientCAFile = proxy.clientCAFile
+        // Shown to the servers only for accounts that require a certificate, which need a client CA.
+        if proxy.clientCAFile != nil, let cert = config.tls.certFile, let key = config.tls.keyFile {
+            settings.backendCertificate = .init(certificateFile: cert, keyFile: key)
+        }
         switch proxy.backendTLS {
         case .disabled: settings.backendTLS = .disabled
         case .required: settings.backendTLS = .unverified

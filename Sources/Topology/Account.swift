@@ -9,20 +9,58 @@ public struct Account: Hashable, Sendable {
     public var authenticationString: String
     /// `REQUIRE SSL` (or X509, or a specific subject/issuer/cipher): the login must come over TLS.
     public var requiresTLS: Bool
-    /// `REQUIRE X509`, `SUBJECT` or `ISSUER`: the client must present a certificate (which the proxy does
-    /// not check, so it refuses such logins).
-    public var requiresCertificate: Bool
+    /// `REQUIRE X509`, `SUBJECT` or `ISSUER`: the client must present a certificate; nil when it need not.
+    public var certificate: CertificateRequirement?
+
+    public var requiresCertificate: Bool { certificate != nil }
 
     public init(
         user: String, host: String, plugin: String, authenticationString: String, requiresTLS: Bool = false,
-        requiresCertificate: Bool = false
+        certificate: CertificateRequirement? = nil
     ) {
         self.user = user
         self.host = host
         self.plugin = plugin
         self.authenticationString = authenticationString
-        self.requiresTLS = requiresTLS || requiresCertificate
-        self.requiresCertificate = requiresCertificate
+        self.requiresTLS = requiresTLS || certificate != nil
+        self.certificate = certificate
+    }
+}
+
+/// The certificate an account requires (`REQUIRE X509`, `ISSUER '…'`, `SUBJECT '…'`): one that the server's
+/// CA vouches for, with this issuer and subject when they are given. Names are in the server's one-line
+/// form, `/C=FI/O=Example/CN=alice`, and compared as exact strings, as the server compares them.
+public struct CertificateRequirement: Hashable, Sendable {
+    /// Empty: any issuer.
+    public var issuer: String
+    /// Empty: any subject.
+    public var subject: String
+
+    public init(issuer: String = "", subject: String = "") {
+        self.issuer = issuer
+        self.subject = subject
+    }
+
+    /// Why a certificate named `names` does not meet the requirement, or nil when it does.
+    public func mismatch(_ names: CertificateNames) -> String? {
+        if !issuer.isEmpty, names.issuer != issuer {
+            return "issuer is '\(names.issuer)', the account requires '\(issuer)'"
+        }
+        if !subject.isEmpty, names.subject != subject {
+            return "subject is '\(names.subject)', the account requires '\(subject)'"
+        }
+        return nil
+    }
+}
+
+/// A certificate's subject and issuer in the server's one-line form (`/C=FI/O=Example/CN=alice`).
+public struct CertificateNames: Hashable, Sendable {
+    public var subject: String
+    public var issuer: String
+
+    public init(subject: String, issuer: String) {
+        self.subject = subject
+        self.issuer = issuer
     }
 }
 

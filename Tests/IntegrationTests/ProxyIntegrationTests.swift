@@ -270,17 +270,9 @@ extension IntegrationTests {
                 #expect(
                     after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "edu@127.0.0.1", "\(after.stderr)")
 
-                // REQUIRE X509: the proxy does not take client certificates, so it refuses the login as the server
-                // would refuse one without a certificate (its log says why).
-                try await cluster.rootSQL(
-                    "s1",
-                    "CREATE USER 'certu'@'127.0.0.1' IDENTIFIED BY 'cert-pw' REQUIRE X509; GRANT USAGE ON *.* TO 'certu'@'127.0.0.1'"
-                )
-                let x509 = try await proxy.mariadb("SELECT CURRENT_USER()", user: "certu", password: "cert-pw")
-                #expect(
-                    x509.stderr.contains(
-                        "ERROR 1045 (28000): Access denied for user 'certu'@'127.0.0.1' (using password: YES)"),
-                    "\(x509.stderr)")
+                // Client certificates. The sandbox's proxy asks TLS clients for one (proxy.tls.client_ca_file) and
+                // shows the servers its own (tls.cert_file, the sandbox's server certificate, /CN=127.0.0.1).
+                try await expectClientCertificates(proxy)
 
                 // A database created a moment ago can be used at once.
                 try await cluster.rootSQL("s1", "CREATE DATABASE justnow; GRANT ALL ON justnow.* TO 'app'@'127.0.0.1'")

@@ -17,23 +17,58 @@ import Topology
         }
     }
 
-    @Test("Accounts that need TLS are refused without it; those that need a client certificate always")
+    @Test(
+        "Accounts that need TLS are refused without it; those that need a certificate without one that meets the account, from the client and from the proxy"
+    )
     func loginRefusals() {
-        func account(tls: Bool = false, certificate: Bool = false) -> Account {
+        func account(tls: Bool = false, certificate: CertificateRequirement? = nil) -> Account {
             Account(
                 user: "u", host: "%", plugin: "mysql_native_password", authenticationString: "",
-                requiresTLS: tls, requiresCertificate: certificate)
+                requiresTLS: tls, certificate: certificate)
         }
-        #expect(ClientSession.loginRefusal(account(), tls: false) == nil)
-        #expect(ClientSession.loginRefusal(account(tls: true), tls: false) == "the account requires TLS")
-        #expect(ClientSession.loginRefusal(account(tls: true), tls: true) == nil)
+        let none = ClientSession.Certificates()
+        #expect(ClientSession.loginRefusal(account(), tls: false, certificates: none) == nil)
+        #expect(
+            ClientSession.loginRefusal(account(tls: true), tls: false, certificates: none) == "the account requires TLS"
+        )
+        #expect(ClientSession.loginRefusal(account(tls: true), tls: true, certificates: none) == nil)
+
+        let ca = "/CN=Example CA"
+        let alice = CertificateNames(subject: "/O=Example/CN=alice", issuer: ca)
+        let proxy = CertificateNames(subject: "/CN=switchyard", issuer: ca)
+        let elsewhere = CertificateNames(subject: "/CN=alice", issuer: "/CN=Other CA")
+        let x509 = CertificateRequirement()
         // REQUIRE X509 implies REQUIRE SSL.
-        #expect(account(certificate: true).requiresTLS)
-        for tls in [false, true] {
-            #expect(
-                ClientSession.loginRefusal(account(certificate: true), tls: tls)?.contains("client certificate")
-                    == true)
+        #expect(account(certificate: x509).requiresTLS)
+        #expect(
+            ClientSession.loginRefusal(
+                account(certificate: x509), tls: false, certificates: .init(client: alice, proxy: proxy, asked: true))
+                == "the account requires TLS")
+        func refusal(_ required: CertificateRequirement, _ certificates: ClientSession.Certificates) -> String? {
+            ClientSession.loginRefusal(account(certificate: required), tls: true, certificates: certificates)
         }
+        #expect(refusal(x509, none)?.contains("proxy.tls.client_ca_file is not set") == true)
+        #expect(refusal(x509, .init(proxy: proxy, asked: true))?.hasSuffix("the client presented none") == true)
+        #expect(refusal(x509, .init(client: alice, proxy: proxy, asked: true)) == nil)
+        #expect(refusal(x509, .init(client: alice, asked: true))?.contains("has none to show the server") == true)
+
+        let issuer = CertificateRequirement(issuer: ca)
+        #expect(refusal(issuer, .init(client: alice, proxy: proxy, asked: true)) == nil)
+        #expect(
+            refusal(issuer, .init(client: elsewhere, proxy: proxy, asked: true))
+                == "the client certificate's issuer is '/CN=Other CA', the account requires '/CN=Example CA'")
+
+        // The server checks the proxy's certificate against SUBJECT: only the proxy's own subject can pass.
+        let subject = CertificateRequirement(issuer: ca, subject: "/O=Example/CN=alice")
+        #expect(
+            refusal(subject, .init(client: elsewhere, proxy: proxy, asked: true))?.hasPrefix(
+                "the client certificate's issuer") == true)
+        #expect(
+            refusal(subject, .init(client: alice, proxy: proxy, asked: true))
+                == "the server would refuse the proxy's certificate (tls.cert_file): its subject is '/CN=switchyard', "
+                + "the account requires '/O=Example/CN=alice'")
+        let proxysOwn = CertificateRequirement(subject: "/CN=switchyard")
+        #expect(refusal(proxysOwn, .init(client: proxy, proxy: proxy, asked: true)) == nil)
     }
 
     @Test("A refresh after a change always sees the change, even right after another read")

@@ -58,7 +58,7 @@ struct ProxyConfigTests {
                 proxy:
                   listen: 0.0.0.0:7000
                   routing: primary
-                  tls: {cert_file: tls/proxy.pem, key_file: /keys/proxy.key}
+                  tls: {cert_file: tls/proxy.pem, key_file: /keys/proxy.key, client_ca_file: tls/clients.pem}
                   require_tls: true
                   backend_tls: verify_ca
                   max_connections: 50
@@ -82,6 +82,7 @@ struct ProxyConfigTests {
         #expect(proxy.relayBusyPoll == .microseconds(75))
         #expect(proxy.host == "0.0.0.0" && proxy.port == 7000)
         #expect(proxy.certFile == "/etc/switchyard/tls/proxy.pem" && proxy.keyFile == "/keys/proxy.key")
+        #expect(proxy.clientCAFile == "/etc/switchyard/tls/clients.pem")
         #expect(proxy.requireTLS && proxy.backendTLS == .verifyCA)
         #expect(proxy.maxConnections == 50 && proxy.maxPacketSize == 1_048_576)
         #expect(proxy.handshakeTimeout == .seconds(3) && proxy.backendConnectTimeout == .seconds(2))
@@ -171,10 +172,12 @@ struct ProxyConfigTests {
     }
 
     @Test(
-        "Cross-checks: require_tls needs a certificate; verified backend TLS needs tls.ca_file; not the admin address")
+        "Cross-checks: require_tls and client_ca_file need a certificate; verified backend TLS needs tls.ca_file; not the admin address"
+    )
     func crossChecks() {
         #expect(issues("proxy:\n  require_tls: true\n").contains { $0.path == "proxy.require_tls" })
         #expect(issues("proxy:\n  tls: {cert_file: a.pem}\n").contains { $0.path == "proxy.tls" })
+        #expect(issues("proxy:\n  tls: {client_ca_file: ca.pem}\n").contains { $0.path == "proxy.tls.client_ca_file" })
         #expect(issues("proxy:\n  listen: 127.0.0.1:6080\n").contains { $0.path == "proxy.listen" })
         let noCA = Self.base.replacingOccurrences(
             of: "  mode: verify_identity\n  ca_file: /etc/switchyard/ca.pem\n", with: "  mode: disabled\n")
@@ -192,9 +195,12 @@ struct ProxyConfigTests {
 
     @Test("config check names unreadable proxy certificate files")
     func unreadableCertificate() throws {
-        let config = try parse("proxy:\n  tls: {cert_file: /nonexistent/proxy.pem, key_file: /nonexistent/proxy.key}\n")
+        let config = try parse(
+            "proxy:\n  tls: {cert_file: /nonexistent/proxy.pem, key_file: /nonexistent/proxy.key, "
+                + "client_ca_file: /nonexistent/ca.pem}\n")
         let issues = SecretResolver(environment: ["MONITOR_PASSWORD": "x"]).check(config)
         #expect(issues.map(\.path).contains("proxy.tls.cert_file"))
         #expect(issues.map(\.path).contains("proxy.tls.key_file"))
+        #expect(issues.map(\.path).contains("proxy.tls.client_ca_file"))
     }
 }
