@@ -66,7 +66,7 @@ extension ClientSession {
         let started = ContinuousClock.now
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        let tls = environment.backendTLS
+        let tls = environment.backendTLS?.current()
         let callbacks = BackendHandler.Callbacks(
             authenticated: { [weak self] session in
                 self?.environment.metrics.backendConnected(after: .now - started)

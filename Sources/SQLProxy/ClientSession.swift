@@ -24,7 +24,8 @@ final class ClientSession: ChannelInboundHandler {
         var state: ProxyState
         var accounts: AccountDirectory
         var serverTLS: ServerTLSContext?
-        var backendTLS: NIOSSLContext?
+        /// The client context for server connections (reloaded as its files change); nil for plaintext.
+        var backendTLS: ReloadingTLSContext?
         /// Set when the TLS fast path is on.
         var tlsSecrets: TLSSecretLog? = nil
         var metrics: ProxyMetrics

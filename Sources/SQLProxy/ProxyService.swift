@@ -21,7 +21,7 @@ public final class ProxyService: Service, Sendable {
     private let followInterval: Duration
     private let accountRefreshInterval: Duration
     private let serverTLS: ServerTLSContext?
-    private let backendTLS: NIOSSLContext?
+    private let backendTLS: ReloadingTLSContext?
     /// The names of the certificate the proxy shows the servers.
     private let proxyCertificate: CertificateNames?
     /// Handshake secrets for the TLS fast path; nil when `tls_fast_path` is off.
@@ -79,7 +79,8 @@ public final class ProxyService: Service, Sendable {
         }
         do {
             backendTLS = try makeBackendTLSContext(
-                settings.backendTLS, certificate: settings.backendCertificate, keyLog: tlsSecrets?.keyLogCallback)
+                settings.backendTLS, certificate: settings.backendCertificate, keyLog: tlsSecrets?.keyLogCallback,
+                logger: logger)
         } catch {
             throw StartupError(
                 description:

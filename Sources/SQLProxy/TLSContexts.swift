@@ -4,41 +4,31 @@ import NIOConcurrencyHelpers
 import NIOSSL
 import Topology
 
-/// The proxy's TLS server context, rebuilt when its certificate or key file changes on disk (checked at
-/// most once a second, on new connections), so certificates are rotated without a restart. A file that
-/// fails to load keeps the previous context in service and is logged.
-final class ServerTLSContext: Sendable {
+/// A TLS context rebuilt when one of its files changes on disk (checked at most once a second, as new
+/// connections ask for it), so certificates and CAs are rotated without a restart. A file that fails to load
+/// keeps the previous context in service and is logged.
+final class ReloadingTLSContext: Sendable {
     private struct Loaded {
         var context: NIOSSLContext
         var stamp: [Date?]
         var checkedAt: ContinuousClock.Instant
     }
 
-    private let files: ProxySettings.CertificateFiles
-    private let clientCAFile: String?
+    /// What the context is, for the log ("proxy TLS certificate").
+    private let what: String
+    private let files: [String]
+    private let make: @Sendable () throws -> NIOSSLContext
     private let logger: Logger
-    private let keyLog: NIOSSLKeyLogCallback?
     private let loaded: NIOLockedValueBox<Loaded>
 
-    /// `keyLog` receives each handshake's secrets for the TLS fast path (kept in memory only). With
-    /// `clientCAFile`, clients are asked for a certificate, and one they present must be signed by that CA.
-    init(
-        files: ProxySettings.CertificateFiles, clientCAFile: String? = nil, logger: Logger,
-        keyLog: NIOSSLKeyLogCallback? = nil
-    ) throws {
+    init(_ what: String, files: [String], logger: Logger, make: @escaping @Sendable () throws -> NIOSSLContext) throws {
+        self.what = what
         self.files = files
-        self.clientCAFile = clientCAFile
+        self.make = make
         self.logger = logger
-        self.keyLog = keyLog
-        let stamp = Self.stamp(files, clientCAFile)
-        self.loaded = NIOLockedValueBox(
-            Loaded(
-                context: try Self.make(files, clientCAFile: clientCAFile, keyLog: keyLog), stamp: stamp,
-                checkedAt: ContinuousClock.now))
+        let stamp = Self.stamp(files)
+        loaded = NIOLockedValueBox(Loaded(context: try make(), stamp: stamp, checkedAt: ContinuousClock.now))
     }
-
-    /// Whether clients are asked for a certificate.
-    var asksForCertificates: Bool { clientCAFile != nil }
 
     /// The context for a new connection.
     func current() -> NIOSSLContext {
@@ -49,31 +39,52 @@ final class ServerTLSContext: Sendable {
             return (state.context, true)
         }
         guard due else { return context }
-        let stamp = Self.stamp(files, clientCAFile)
+        let stamp = Self.stamp(files)
         guard loaded.withLockedValue({ $0.stamp != stamp }) else { return context }
         do {
-            let fresh = try Self.make(files, clientCAFile: clientCAFile, keyLog: keyLog)
+            let fresh = try make()
             loaded.withLockedValue {
                 $0.context = fresh
                 $0.stamp = stamp
             }
-            logger.info(
-                "proxy TLS certificate reloaded", metadata: ["cert_file": "\(files.certificateFile)"])
+            logger.info("\(what) reloaded", metadata: ["files": "\(files.joined(separator: ", "))"])
             return fresh
         } catch {
             loaded.withLockedValue { $0.stamp = stamp }
             logger.error(
-                "proxy TLS certificate could not be reloaded; keeping the previous one",
-                metadata: ["cert_file": "\(files.certificateFile)", "error": "\(error)"])
+                "\(what) could not be reloaded; keeping the previous one",
+                metadata: ["files": "\(files.joined(separator: ", "))", "error": "\(error)"])
             return context
         }
     }
 
-    private static func stamp(_ files: ProxySettings.CertificateFiles, _ clientCAFile: String?) -> [Date?] {
-        ([files.certificateFile, files.keyFile] + [clientCAFile].compactMap { $0 }).map {
-            (try? FileManager.default.attributesOfItem(atPath: $0))?[.modificationDate] as? Date
-        }
+    private static func stamp(_ files: [String]) -> [Date?] {
+        files.map { (try? FileManager.default.attributesOfItem(atPath: $0))?[.modificationDate] as? Date }
     }
+}
+
+/// The proxy's TLS server context (its certificate for clients, and the CA of clients' certificates),
+/// reloaded when the files change.
+final class ServerTLSContext: Sendable {
+    private let reloading: ReloadingTLSContext
+    /// Whether clients are asked for a certificate.
+    let asksForCertificates: Bool
+
+    /// `keyLog` receives each handshake's secrets for the TLS fast path (kept in memory only). With
+    /// `clientCAFile`, clients are asked for a certificate, and one they present must be signed by that CA.
+    init(
+        files: ProxySettings.CertificateFiles, clientCAFile: String? = nil, logger: Logger,
+        keyLog: NIOSSLKeyLogCallback? = nil
+    ) throws {
+        asksForCertificates = clientCAFile != nil
+        reloading = try ReloadingTLSContext(
+            "proxy TLS certificate", files: [files.certificateFile, files.keyFile] + [clientCAFile].compactMap { $0 },
+            logger: logger
+        ) { try Self.make(files, clientCAFile: clientCAFile, keyLog: keyLog) }
+    }
+
+    /// The context for a new connection.
+    func current() -> NIOSSLContext { reloading.current() }
 
     private static func make(
         _ files: ProxySettings.CertificateFiles, clientCAFile: String?, keyLog: NIOSSLKeyLogCallback?
@@ -114,25 +125,34 @@ func certificateNames(ofPEMFile path: String) throws -> CertificateNames {
     return try CertificateNameReader.names(der: try first.toDERBytes())
 }
 
-/// The client context for backend connections; with `certificate`, the proxy shows it to the servers.
+/// The client context for backend connections, reloaded when the CA or the proxy's certificate changes;
+/// nil for plaintext. With `certificate`, the proxy shows it to the servers.
 func makeBackendTLSContext(
     _ mode: ProxySettings.BackendTLS, certificate: ProxySettings.CertificateFiles? = nil,
-    keyLog: NIOSSLKeyLogCallback? = nil
-) throws -> NIOSSLContext? {
-    var configuration = TLSConfiguration.makeClientConfiguration()
-    configuration.minimumTLSVersion = .tlsv12
-    configuration.keyLogCallback = keyLog
-    if let certificate {
-        (configuration.certificateChain, configuration.privateKey) = try load(certificate)
-    }
+    keyLog: NIOSSLKeyLogCallback? = nil, logger: Logger = Logger(label: "switchyard.proxy")
+) throws -> ReloadingTLSContext? {
+    var files = [certificate?.certificateFile, certificate?.keyFile].compactMap { $0 }
     switch mode {
-    case .disabled:
-        return nil
-    case .verified(let caFile, let verifyHostname):
-        configuration.trustRoots = .file(caFile)
-        configuration.certificateVerification = verifyHostname ? .fullVerification : .noHostnameVerification
-    case .unverified:
-        configuration.certificateVerification = .none
+    case .disabled: return nil
+    case .verified(let caFile, _): files.insert(caFile, at: 0)
+    case .unverified: break
     }
-    return try NIOSSLContext(configuration: configuration)
+    return try ReloadingTLSContext("proxy backend TLS CA or certificate", files: files, logger: logger) {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.keyLogCallback = keyLog
+        if let certificate {
+            (configuration.certificateChain, configuration.privateKey) = try load(certificate)
+        }
+        switch mode {
+        case .disabled:
+            break
+        case .verified(let caFile, let verifyHostname):
+            configuration.trustRoots = .file(caFile)
+            configuration.certificateVerification = verifyHostname ? .fullVerification : .noHostnameVerification
+        case .unverified:
+            configuration.certificateVerification = .none
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
 }

@@ -551,7 +551,7 @@ extension IntegrationTests {
 
 extension IntegrationTests {
     @Test(
-        "Proxy TLS: the backend hop never falls back to plaintext; `disabled` only when configured; certificates reload"
+        "Proxy TLS: the backend hop never falls back to plaintext; `disabled` only when configured; certificates and the servers' CA reload"
     )
     func proxyTLSPolicies() async throws {
         try await ClusterFixture.with(servers: 1) { cluster in
@@ -631,6 +631,13 @@ extension IntegrationTests {
                     #expect(
                         refused.stderr.contains("ERROR 1105")
                             && refused.stderr.contains("not signed by the configured CA"), "\(refused.stderr)")
+                    // The CA file rotated to the right CA (written aside, then renamed over it): new server
+                    // connections verify against it within a second or so, without a restart.
+                    try FileManager.default.copyItem(atPath: cluster.manifest.caFile, toPath: otherCA + ".new")
+                    guard rename(otherCA + ".new", otherCA) == 0 else { throw Timeout(description: "rename failed") }
+                    try await poll("logins verify against the rotated CA", deadline: .seconds(10)) {
+                        try await mariadb(port: port, user: "plain", password: "plain-pw", "SELECT 1").status == 0
+                    }
                 }
                 // backend_tls: disabled, said explicitly: the server hop is plaintext (no cipher), and a
                 // REQUIRE SSL account is refused by the server itself.
