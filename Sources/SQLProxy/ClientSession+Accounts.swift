@@ -36,7 +36,7 @@ extension ClientSession {
     /// This session's certificates.
     var certificates: Certificates {
         Certificates(
-            client: clientCertificate, proxy: environment.proxyCertificate,
+            client: clientCertificate, proxy: environment.backendTLS?.shownCertificate(),
             asked: environment.serverTLS?.asksForCertificates ?? false)
     }
 

@@ -35,8 +35,6 @@ final class ClientSession: ChannelInboundHandler {
         var backendConnector: BackendConnector? = nil
         /// Carries quiet sessions' everyday commands outside NIO; nil: NIO carries everything.
         var fastRelay: FastRelay? = nil
-        /// The names of the certificate the proxy shows the servers (`tls.cert_file`), if any.
-        var proxyCertificate: CertificateNames? = nil
     }
 
     enum Phase {

@@ -22,8 +22,6 @@ public final class ProxyService: Service, Sendable {
     private let accountRefreshInterval: Duration
     private let serverTLS: ServerTLSContext?
     private let backendTLS: ReloadingTLSContext?
-    /// The names of the certificate the proxy shows the servers.
-    private let proxyCertificate: CertificateNames?
     /// Handshake secrets for the TLS fast path; nil when `tls_fast_path` is off.
     private let tlsSecrets: TLSSecretLog?
     private let logger: Logger
@@ -87,13 +85,6 @@ public final class ProxyService: Service, Sendable {
                     "proxy.backend_tls: cannot load the CA or the proxy's certificate (tls.cert_file): \(error)"
             )
         }
-        do {
-            proxyCertificate = try settings.backendCertificate.map {
-                try certificateNames(ofPEMFile: $0.certificateFile)
-            }
-        } catch {
-            throw StartupError(description: "tls.cert_file: cannot read the certificate's names: \(error)")
-        }
         if settings.requireTLS && serverTLS == nil {
             throw StartupError(description: "proxy.require_tls needs proxy.tls.cert_file and proxy.tls.key_file")
         }
@@ -110,7 +101,6 @@ public final class ProxyService: Service, Sendable {
             settings: settings, state: state, accounts: accounts, serverTLS: serverTLS, backendTLS: backendTLS,
             tlsSecrets: tlsSecrets, metrics: metrics, logger: logger)
         environment.fastRelay = fastRelay
-        environment.proxyCertificate = backendTLS == nil ? nil : proxyCertificate
         let listener: (descriptor: Int32, port: Int)
         do {
             listener = try Sockets.listen(host: settings.host, port: settings.port, backlog: 1024)

@@ -8,8 +8,14 @@ import Topology
 /// connections ask for it), so certificates and CAs are rotated without a restart. A file that fails to load
 /// keeps the previous context in service and is logged.
 final class ReloadingTLSContext: Sendable {
-    private struct Loaded {
+    /// A context, and the names of the certificate it shows its peers (when someone needs them).
+    struct Built {
         var context: NIOSSLContext
+        var shownCertificate: CertificateNames? = nil
+    }
+
+    private struct Loaded {
+        var built: Built
         var stamp: [Date?]
         var checkedAt: ContinuousClock.Instant
     }
@@ -17,34 +23,39 @@ final class ReloadingTLSContext: Sendable {
     /// What the context is, for the log ("proxy TLS certificate").
     private let what: String
     private let files: [String]
-    private let make: @Sendable () throws -> NIOSSLContext
+    private let make: @Sendable () throws -> Built
     private let logger: Logger
     private let loaded: NIOLockedValueBox<Loaded>
 
-    init(_ what: String, files: [String], logger: Logger, make: @escaping @Sendable () throws -> NIOSSLContext) throws {
+    init(_ what: String, files: [String], logger: Logger, make: @escaping @Sendable () throws -> Built) throws {
         self.what = what
         self.files = files
         self.make = make
         self.logger = logger
         let stamp = Self.stamp(files)
-        loaded = NIOLockedValueBox(Loaded(context: try make(), stamp: stamp, checkedAt: ContinuousClock.now))
+        loaded = NIOLockedValueBox(Loaded(built: try make(), stamp: stamp, checkedAt: ContinuousClock.now))
     }
 
     /// The context for a new connection.
-    func current() -> NIOSSLContext {
+    func current() -> NIOSSLContext { built().context }
+
+    /// The names of the certificate the context shows, as of the files on disk (rotated with them).
+    func shownCertificate() -> CertificateNames? { built().shownCertificate }
+
+    private func built() -> Built {
         let now = ContinuousClock.now
-        let (context, due) = loaded.withLockedValue { state -> (NIOSSLContext, Bool) in
-            guard now - state.checkedAt >= .seconds(1) else { return (state.context, false) }
+        let (built, due) = loaded.withLockedValue { state -> (Built, Bool) in
+            guard now - state.checkedAt >= .seconds(1) else { return (state.built, false) }
             state.checkedAt = now
-            return (state.context, true)
+            return (state.built, true)
         }
-        guard due else { return context }
+        guard due else { return built }
         let stamp = Self.stamp(files)
-        guard loaded.withLockedValue({ $0.stamp != stamp }) else { return context }
+        guard loaded.withLockedValue({ $0.stamp != stamp }) else { return built }
         do {
             let fresh = try make()
             loaded.withLockedValue {
-                $0.context = fresh
+                $0.built = fresh
                 $0.stamp = stamp
             }
             logger.info("\(what) reloaded", metadata: ["files": "\(files.joined(separator: ", "))"])
@@ -54,7 +65,7 @@ final class ReloadingTLSContext: Sendable {
             logger.error(
                 "\(what) could not be reloaded; keeping the previous one",
                 metadata: ["files": "\(files.joined(separator: ", "))", "error": "\(error)"])
-            return context
+            return built
         }
     }
 
@@ -80,7 +91,7 @@ final class ServerTLSContext: Sendable {
         reloading = try ReloadingTLSContext(
             "proxy TLS certificate", files: [files.certificateFile, files.keyFile] + [clientCAFile].compactMap { $0 },
             logger: logger
-        ) { try Self.make(files, clientCAFile: clientCAFile, keyLog: keyLog) }
+        ) { ReloadingTLSContext.Built(context: try Self.make(files, clientCAFile: clientCAFile, keyLog: keyLog)) }
     }
 
     /// The context for a new connection.
@@ -89,7 +100,7 @@ final class ServerTLSContext: Sendable {
     private static func make(
         _ files: ProxySettings.CertificateFiles, clientCAFile: String?, keyLog: NIOSSLKeyLogCallback?
     ) throws -> NIOSSLContext {
-        let (chain, key) = try load(files)
+        let (chain, key, _) = try load(files)
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: key)
         configuration.minimumTLSVersion = .tlsv12
         configuration.keyLogCallback = keyLog
@@ -109,27 +120,22 @@ struct NoCertificate: Error, CustomStringConvertible {
     var description: String { "\(file) holds no PEM certificate" }
 }
 
-/// A certificate chain and its key from PEM files.
+/// A certificate chain and its key from PEM files, and the chain's first certificate (the one a TLS peer
+/// is shown).
 private func load(
     _ files: ProxySettings.CertificateFiles
-) throws -> ([NIOSSLCertificateSource], NIOSSLPrivateKeySource) {
+) throws -> (chain: [NIOSSLCertificateSource], key: NIOSSLPrivateKeySource, first: NIOSSLCertificate) {
     let chain = try NIOSSLCertificate.fromPEMFile(files.certificateFile)
-    guard !chain.isEmpty else { throw NoCertificate(file: files.certificateFile) }
+    guard let first = chain.first else { throw NoCertificate(file: files.certificateFile) }
     let key = try NIOSSLPrivateKey(file: files.keyFile, format: .pem)
-    return (chain.map { .certificate($0) }, .privateKey(key))
-}
-
-/// The names of the first certificate in a PEM file (the one a TLS peer is shown).
-func certificateNames(ofPEMFile path: String) throws -> CertificateNames {
-    guard let first = try NIOSSLCertificate.fromPEMFile(path).first else { throw NoCertificate(file: path) }
-    return try CertificateNameReader.names(der: try first.toDERBytes())
+    return (chain.map { .certificate($0) }, .privateKey(key), first)
 }
 
 /// The client context for backend connections, reloaded when the CA or the proxy's certificate changes;
 /// nil for plaintext. With `certificate`, the proxy shows it to the servers.
 func makeBackendTLSContext(
     _ mode: ProxySettings.BackendTLS, certificate: ProxySettings.CertificateFiles? = nil,
-    keyLog: NIOSSLKeyLogCallback? = nil, logger: Logger = Logger(label: "switchyard.proxy")
+    keyLog: NIOSSLKeyLogCallback? = nil, logger: Logger
 ) throws -> ReloadingTLSContext? {
     var files = [certificate?.certificateFile, certificate?.keyFile].compactMap { $0 }
     switch mode {
@@ -141,18 +147,18 @@ func makeBackendTLSContext(
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.keyLogCallback = keyLog
+        var shown: CertificateNames?
         if let certificate {
-            (configuration.certificateChain, configuration.privateKey) = try load(certificate)
+            let (chain, key, first) = try load(certificate)
+            (configuration.certificateChain, configuration.privateKey) = (chain, key)
+            shown = try CertificateNameReader.names(der: try first.toDERBytes())
         }
-        switch mode {
-        case .disabled:
-            break
-        case .verified(let caFile, let verifyHostname):
+        if case .verified(let caFile, let verifyHostname) = mode {
             configuration.trustRoots = .file(caFile)
             configuration.certificateVerification = verifyHostname ? .fullVerification : .noHostnameVerification
-        case .unverified:
+        } else {
             configuration.certificateVerification = .none
         }
-        return try NIOSSLContext(configuration: configuration)
+        return .init(context: try NIOSSLContext(configuration: configuration), shownCertificate: shown)
     }
 }
