@@ -150,49 +150,40 @@ public struct Sandbox: Sendable {
     private func makeCertificates(directory: String, openssl: String) throws -> TLSFiles {
         let ca = directory + "/ca.pem"
         let caKey = directory + "/ca.key"
-        let key = directory + "/server.key"
-        let csr = directory + "/server.csr"
-        let certificate = directory + "/server.pem"
-        let extensions = directory + "/server.ext"
         try ChildProcess.run(
             openssl,
             [
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=Switchyard sandbox CA",
                 "-keyout", caKey, "-out", ca,
             ])
-        try ChildProcess.run(
-            openssl, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr])
-        try
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:127.0.0.1\n"
-            .write(toFile: extensions, atomically: true, encoding: .utf8)
-        try ChildProcess.run(
-            openssl,
-            [
-                "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825", "-out",
-                certificate, "-extfile", extensions,
-            ])
-        // A client certificate for people and tests, for accounts that REQUIRE X509 or ISSUER.
-        let clientKey = directory + "/client.key"
-        let clientRequest = directory + "/client.csr"
-        let clientExtensions = directory + "/client.ext"
-        try ChildProcess.run(
-            openssl,
-            [
-                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=Switchyard sandbox client", "-keyout", clientKey,
-                "-out", clientRequest,
-            ])
-        try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
-            .write(toFile: clientExtensions, atomically: true, encoding: .utf8)
-        try ChildProcess.run(
-            openssl,
-            [
-                "x509", "-req", "-in", clientRequest, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825",
-                "-out", directory + "/client.pem", "-extfile", clientExtensions,
-            ])
-        chmod(key, 0o600)
-        chmod(clientKey, 0o600)
         chmod(caKey, 0o600)
-        return TLSFiles(ca: ca, certificate: certificate, key: key)
+        /// `name`.pem and `name`.key, signed by the CA, with `extensions` (after the common ones).
+        func signed(_ name: String, subject: String, extensions: String) throws {
+            let request = directory + "/\(name).csr"
+            let extensionsFile = directory + "/\(name).ext"
+            try ChildProcess.run(
+                openssl,
+                [
+                    "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", directory + "/\(name).key",
+                    "-out", request,
+                ])
+            try ("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n" + extensions)
+                .write(toFile: extensionsFile, atomically: true, encoding: .utf8)
+            try ChildProcess.run(
+                openssl,
+                [
+                    "x509", "-req", "-in", request, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "825",
+                    "-out", directory + "/\(name).pem", "-extfile", extensionsFile,
+                ])
+            chmod(directory + "/\(name).key", 0o600)
+        }
+        try signed(
+            "server", subject: "/CN=127.0.0.1",
+            extensions:
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:127.0.0.1\n")
+        // A client certificate for people and tests, for accounts that REQUIRE X509 or ISSUER.
+        try signed("client", subject: "/CN=Switchyard sandbox client", extensions: "extendedKeyUsage=clientAuth\n")
+        return TLSFiles(ca: ca, certificate: directory + "/server.pem", key: directory + "/server.key")
     }
 
     private func myCnf(index: Int, port: Int, base: String, tls: TLSFiles) -> String {
